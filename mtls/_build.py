@@ -23,7 +23,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from . import _der, _x509
+from . import _dates, _der, _purpose, _x509
 from ._config import SSLProfile, StoreConfig, material_definition
 from ._context import (
     EXPIRY_WARNINGS,
@@ -107,10 +107,10 @@ def _cert_info(alias: str, cert: x509.Certificate, der: bytes) -> AnchorInfo:
     return AnchorInfo(
         alias,
         _x509.subject_text(cert),
-        _x509.not_after(cert),
+        _dates.not_after(cert),
         _x509.serial_number(der),
         _x509.sha256_hex(der),
-        _x509.not_before(cert),
+        _dates.not_before(cert),
     )
 
 
@@ -130,7 +130,7 @@ def _next_publish(crl: x509.CertificateRevocationList) -> _dt.datetime | None:
     """A list's NextCRLPublish time (a DER UTCTime or GeneralizedTime), or ``None``."""
     try:
         raw = crl.extensions.get_extension_for_oid(_NEXT_CRL_PUBLISH).value
-        return _x509.der_time(_der.read_tlv(getattr(raw, "value", b"")))
+        return _dates.der_time(_der.read_tlv(getattr(raw, "value", b"")))
     except (x509.ExtensionNotFound, x509.DuplicateExtension, ValueError):
         return None
 
@@ -149,7 +149,7 @@ def _crl_infos(one: CRLSet, data: bytes, digest: str) -> tuple[AnchorInfo, ...]:
         due = _next_publish(crl)
         if end is not None and (due is None or not start < due < end):
             # (A thisUpdate of year 0 says nothing of when the next list is due.)
-            due = None if start == _x509.YEAR_ZERO else start + (end - start) / 2
+            due = None if start == _dates.YEAR_ZERO else start + (end - start) / 2
         out.append(
             AnchorInfo(
                 path or "",
@@ -264,13 +264,13 @@ class Served:
     def peers_accept(self, role: str, now: _dt.datetime) -> bool:
         """Whether peers take its certificate as a ``role`` certificate now: in its
         dates, with times peers read and a purpose that allows the role
-        (:func:`mtls._x509.peers_refuse`); ``True`` without a certificate."""
+        (:func:`mtls._purpose.peers_refuse`); ``True`` without a certificate."""
         if (self.not_before is not None and self.not_before > now) or (
             self.not_after is not None and self.not_after < now
         ):
             return False
         der = self.presented()
-        return der is None or _x509.peers_refuse(der, role) is None
+        return der is None or _purpose.peers_refuse(der, role) is None
 
     def with_alpn(
         self, base: ssl.SSLContext, alpn: tuple[str, ...], *, build: bool = True
@@ -705,8 +705,8 @@ class Builder:
             leaf = _x509.load_cert(chain[0])
             leaf_info = (
                 _x509.subject_text(leaf),
-                _x509.not_before(leaf),
-                _x509.not_after(leaf),
+                _dates.not_before(leaf),
+                _dates.not_after(leaf),
                 _x509.serial_number(leaf),
             )
         except ValueError:
@@ -1165,7 +1165,7 @@ class Builder:
                     peers,
                 )
         leaf = keystore.key_entry(alias)[2][0]
-        refused = _x509.peers_refuse(leaf, role)
+        refused = _purpose.peers_refuse(leaf, role)
         if refused is not None:
             self._early_warned.add(key)
             log.warning(
@@ -1205,7 +1205,7 @@ class Builder:
         Go and rustls do not check, anyExtendedKeyUsage alone) is installed, with a
         warning naming who refuses it. Once per certificate."""
         role = self.options.identity
-        found = _x509.usage_warning(leaf, role)
+        found = _purpose.usage_warning(leaf, role)
         key = (_x509.sha256_hex(leaf), role, "usage")
         if found is None or key in self._early_warned:
             return

@@ -18,7 +18,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Final
 
-from . import _der, _jks, _keyload, _openssl, _x509
+from . import _dates, _der, _jks, _keyload, _openssl, _x509
 from ._config import normalize_host
 from ._crl import CRLSet, _issued, warn_intermediate_anchors
 from ._errors import CRLError, KeyEntryError, KeystoreError, KeystoreFormatError
@@ -66,9 +66,9 @@ def dials_localhost(host: str) -> bool:
 EXPIRY_WARNING = _dt.timedelta(days=30)
 #: How close to its end a context build warns of a certificate: at the widest of the
 #: thresholds for it (a set's, or :data:`EXPIRY_WARNINGS`); ``None``: never.
-WarnExpiry = _x509.ExpiryThresholds | None
+WarnExpiry = _dates.ExpiryThresholds | None
 #: A context's own: 30 days, or what says something of a short validity.
-EXPIRY_WARNINGS: Final = _x509.ExpiryThresholds((EXPIRY_WARNING,))
+EXPIRY_WARNINGS: Final = _dates.ExpiryThresholds((EXPIRY_WARNING,))
 _STRICT = getattr(ssl, "VERIFY_X509_STRICT", 0)
 
 
@@ -202,7 +202,7 @@ def _trust(ctx: ssl.SSLContext, truststore: Truststore | None, *, anchored: bool
         why = own or exc
         # OpenSSL 3.6 reads no certificate whose dates are not in DER's form (3.0 read
         # them, and refused them only in verification): say so, not "not enough data".
-        dates = _x509.unverifiable_dates(der) if der is not None else None
+        dates = _dates.unverifiable_dates(der) if der is not None else None
         because = f"; {dates}: {ssl.OPENSSL_VERSION} reads no such certificate" if dates else ""
         raise KeystoreFormatError(
             f"{truststore.path or 'the truststore'}: OpenSSL refused {which} "
@@ -668,7 +668,7 @@ def _warn_expiry(
     if len(_EXPIRY_WARNED) >= 1024:
         _EXPIRY_WARNED.clear()
     _EXPIRY_WARNED.add(warned)
-    if _x509.out_of_date(starts, expires, now) == "never valid":
+    if _dates.out_of_date(starts, expires, now) == "never valid":
         assert starts is not None
         log.warning(
             "%s: %s is never valid: its notBefore (%s) is after its notAfter (%s): reissue it",

@@ -23,7 +23,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 
-from . import _der, _x509
+from . import _dates, _der, _x509
 from ._errors import CRLError
 from ._files import cannot_read_fix, read_input
 from ._keyload import load_cafile_pem
@@ -40,19 +40,19 @@ def _now() -> _dt.datetime:
 
 
 def crl_this_update(crl: x509.CertificateRevocationList) -> _dt.datetime:
-    """A list's thisUpdate, year 0 (which OpenSSL reads) as :data:`mtls._x509.YEAR_ZERO`."""
-    return _x509.utc_time(lambda: crl.last_update_utc)
+    """A list's thisUpdate, year 0 (which OpenSSL reads) as :data:`mtls._dates.YEAR_ZERO`."""
+    return _dates.utc_time(lambda: crl.last_update_utc)
 
 
 def crl_next_update(crl: x509.CertificateRevocationList) -> _dt.datetime | None:
     """A list's nextUpdate (``None``: it has none), year 0 as
-    :data:`mtls._x509.YEAR_ZERO`."""
-    return _x509.utc_time(lambda: crl.next_update_utc)
+    :data:`mtls._dates.YEAR_ZERO`."""
+    return _dates.utc_time(lambda: crl.next_update_utc)
 
 
 def crl_revoked_on(entry: x509.RevokedCertificate) -> _dt.datetime:
-    """When a listed certificate was revoked, year 0 as :data:`mtls._x509.YEAR_ZERO`."""
-    return _x509.utc_time(lambda: entry.revocation_date_utc)
+    """When a listed certificate was revoked, year 0 as :data:`mtls._dates.YEAR_ZERO`."""
+    return _dates.utc_time(lambda: entry.revocation_date_utc)
 
 
 class CRLSet:

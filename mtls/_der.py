@@ -291,6 +291,24 @@ class BytesCache(Protocol[_P, _R_co]):
     def cache_info(self) -> Any: ...
 
 
+def tbs_spans(der: bytes) -> list[tuple[int, int, int]]:
+    """The fields of a certificate's tbsCertificate after its version, as ``(tag,
+    content start, content end)`` in ``der``: nothing copied, no objects made (the
+    walks on every certificate read use these)."""
+    # Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL,
+    #   serialNumber, signature, issuer, validity, subject, ... } ... }
+    _, start, stop = header(der)
+    _, start, stop = header(der, start, stop)
+    fields = spans(der, start, stop)
+    return fields[1:] if fields and fields[0][0] == 0xA0 else fields
+
+
+def tbs_fields(der: bytes) -> list[TLV]:
+    """:func:`tbs_spans` as elements, for the rare walks that read fields whole (a
+    certificate cryptography refuses, a validity OpenSSL cannot verify)."""
+    return [TLV(tag, der[start:stop], stop) for tag, start, stop in tbs_spans(der)]
+
+
 def bytes_cache(
     maxsize: int, *, size: Callable[..., int] | None = None
 ) -> Callable[[Callable[_P, _R]], BytesCache[_P, _R]]:

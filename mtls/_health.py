@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
-from . import _x509
+from . import _dates
 from ._build import AnchorInfo, Served
 from ._engine import Notifier, callback_name, check_callable
 from ._errors import MTLSError
@@ -140,17 +140,17 @@ def _deliver_each(
                 log.exception("mtls: a health callback raised; the others still run")
 
 
-def expiry_watch(value: Iterable[float | _dt.timedelta]) -> _x509.ExpiryThresholds:
+def expiry_watch(value: Iterable[float | _dt.timedelta]) -> _dates.ExpiryThresholds:
     """``expiry_warnings`` as a set or a rotating server watches them: the default
     thresholds (however given: ``(30, 7, 1)`` written out too, h195) judged by each
-    certificate's validity, others as given (:class:`mtls._x509.ExpiryThresholds`).
+    certificate's validity, others as given (:class:`mtls._dates.ExpiryThresholds`).
 
     Raises:
         ValueError, TypeError: as :func:`expiry_thresholds`.
     """
     spans = expiry_thresholds(value)
     relative = spans == expiry_thresholds(DEFAULT_EXPIRY_WARNINGS)
-    return _x509.ExpiryThresholds(spans, relative=relative)
+    return _dates.ExpiryThresholds(spans, relative=relative)
 
 
 def expiry_thresholds(
@@ -513,7 +513,7 @@ class Health(Generic[S]):
     Args:
         expiry: the thresholds (as :func:`expiry_thresholds` returns them), and
             whether each certificate is judged by those within half its validity
-            (the defaults: :func:`mtls._x509.telling_thresholds`) or by all of them
+            (the defaults: :func:`mtls._dates.telling_thresholds`) or by all of them
             (as a user gave them).
         where: the set's profile file (or ``"profiles"``), for log lines.
         in_use: the certificates each snapshot uses.
@@ -524,7 +524,7 @@ class Health(Generic[S]):
 
     def __init__(
         self,
-        expiry: _x509.ExpiryThresholds,
+        expiry: _dates.ExpiryThresholds,
         where: str,
         in_use: CertificatesInUse[S],
         clock: Callable[[], _dt.datetime] | None = None,
@@ -737,7 +737,7 @@ class Health(Generic[S]):
         (:meth:`crl_thresholds`) are its own."""
         if cert.role != "crl":
             # The defaults: those that say something of its validity (a one-hour
-            # certificate is within 1 day from its start): see _x509.telling_thresholds.
+            # certificate is within 1 day from its start): see _dates.telling_thresholds.
             return self.expiry.of(cert.info.not_before, cert.not_after)
         if self.crl_thresholds is not None:
             return self.crl_thresholds

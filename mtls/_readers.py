@@ -35,7 +35,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from . import _bcfks, _bks, _der, _jks, _pkcs12, _x509
+from . import _bcfks, _bks, _dates, _der, _jks, _pkcs12, _x509
 from ._budget import DIAGNOSIS_KDF_ITERATIONS, WorkBudget, WorkLimitError
 from ._entries import KeyEntry, Taken, alias_for, fold, unique_alias
 from ._entries import where as _where
@@ -1309,7 +1309,7 @@ def _signing_issuer(
         if not issued:
             continue
         issuer = _x509.load_cert(der)
-        if _x509.not_before(issuer) <= now <= _x509.not_after(issuer):
+        if _dates.not_before(issuer) <= now <= _dates.not_after(issuer):
             return position
         signed.append(position)
     return signed[0] if signed else None

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 
-from . import _x509
+from . import _dates, _purpose, _x509
 from ._crl import _issued
 from ._errors import KeystoreError, by_content
 from ._log import log
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 def say_usage_warning(
     found: tuple[str, str, str], where: str, subject: str | None, role: str
 ) -> None:
-    """Log what :func:`mtls._x509.usage_warning` found for a ``role`` certificate that
+    """Log what :func:`mtls._purpose.usage_warning` found for a ``role`` certificate that
     is installed all the same: why, and which peers refuse it."""
     log.warning(
         "%s: the %s certificate (%s): %s: %s %s refuse it as a TLS %s certificate "
@@ -75,7 +75,7 @@ def anchor_refusal(
         except ValueError:
             valid = True
             break
-        not_before, not_after = _x509.not_before(cert), _x509.not_after(cert)
+        not_before, not_after = _dates.not_before(cert), _dates.not_after(cert)
         if not_before <= now <= not_after:
             valid = True
             break
@@ -130,7 +130,7 @@ def validity_refusal(
     yet; ``None`` when it has expired). ``None`` when it is valid now."""
     role = f"{whose} " if whose else ""
     which = f"the new {role}certificate's chain: {part}" if part else f"the new {role}certificate"
-    verdict = _x509.out_of_date(not_before, not_after, _dt.datetime.now(_dt.UTC))
+    verdict = _dates.out_of_date(not_before, not_after, _dt.datetime.now(_dt.UTC))
     if verdict == "never valid":
         never = KeystoreError(
             f"{where}: {which} ({subject}) is never valid: its notBefore ({not_before}) is "
@@ -164,12 +164,12 @@ def purpose_refusal(
 ) -> tuple[KeystoreError, None] | None:
     """Why a replacement certificate peers refuse as a ``role`` (``client`` or
     ``server``) certificate whatever the time is not installed
-    (:func:`mtls._x509.peers_refuse`): an extended key usage that forbids the role
+    (:func:`mtls._purpose.peers_refuse`): an extended key usage that forbids the role
     ("unsuitable certificate purpose", "unsupported certificate", Go's "bad
     certificate"; GnuTLS alone does not check it, and a rotation must not hinge on the
     backend being the lenient kind), or validity times no parser reads (a leap second:
     "format error in certificate's notAfter field"). ``None`` when neither."""
-    found = _x509.peers_refuse(leaf_der, role)
+    found = _purpose.peers_refuse(leaf_der, role)
     if found is None:
         return None
     problem, who, fix = found
@@ -359,8 +359,8 @@ def chain_refusal(
             return None
         refused = validity_refusal(
             _x509.subject_text(cert),
-            _x509.not_before(cert),
-            _x509.not_after(cert),
+            _dates.not_before(cert),
+            _dates.not_after(cert),
             where,
             whose=whose,
             part="the intermediate certificate",

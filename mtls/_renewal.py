@@ -22,7 +22,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
-from . import _der, _x509
+from . import _dates, _der, _x509
 from ._entries import KeyEntry, where
 from ._errors import KeyEntryError, KeystoreFormatError
 from ._files import read_input
@@ -435,6 +435,6 @@ def _issuer_in(item: _Cert, candidates: Iterable[_Cert]) -> _Cert | None:
     current = (
         other
         for other in signers
-        if _x509.not_before(other.cert) <= now <= _x509.not_after(other.cert)
+        if _dates.not_before(other.cert) <= now <= _dates.not_after(other.cert)
     )
     return next(current, signers[0] if signers else None)

@@ -70,7 +70,7 @@ from cryptography.x509.oid import (
     AuthorityInformationAccessOID,
 )
 
-from . import _x509
+from . import _dates, _x509
 from ._answers import (
     answer_times,
     check_crl,
@@ -1098,7 +1098,7 @@ class RevocationChecker:
                 source,
                 until,
                 reason=reason.value if reason is not None else None,
-                revoked_at=_x509.utc_time(lambda: single.revocation_time_utc),
+                revoked_at=_dates.utc_time(lambda: single.revocation_time_utc),
             )
         raise FetchError(f"{url}: the responder does not know this certificate (unknown)")
 

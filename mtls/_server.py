@@ -57,7 +57,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Self
 
-from . import _x509
+from . import _dates, _purpose, _x509
 from ._build import _anchor_infos, _chain_infos, not_valid_yet
 from ._config import StoreConfig, _as_secret
 from ._context import EXPIRY_WARNINGS, WarnExpiry, build_server_context, store_at_fault
@@ -362,7 +362,7 @@ class ServerPlan:
         reading.settle(self.watched)  # one settle delay for both files
         snapshot = self.build(reading, 0)
         leaf = snapshot.keystore.key_entry(self.settings.keystore.alias)[2][0]
-        refused = _x509.peers_refuse(leaf, "server")
+        refused = _purpose.peers_refuse(leaf, "server")
         if refused is not None:  # served: there is nothing else (a replacement is refused)
             log.warning(
                 "%s: the server certificate (%s) cannot serve as a TLS server certificate: "
@@ -548,7 +548,7 @@ def _warn_key_usage(leaf: bytes, subject: str | None, where: str) -> None:
     """A server certificate some clients refuse and others take (a key usage Go's and
     rustls's clients do not check, anyExtendedKeyUsage alone) is served, with a
     warning naming who refuses it: once per certificate."""
-    found = _x509.usage_warning(leaf, "server")
+    found = _purpose.usage_warning(leaf, "server")
     if found is None:
         return
     key = (where, _x509.sha256_hex(leaf))
@@ -569,8 +569,8 @@ def _leaf(
         return (
             _x509.subject_text(cert),
             _x509.serial_number(cert),
-            _x509.not_before(cert),
-            _x509.not_after(cert),
+            _dates.not_before(cert),
+            _dates.not_after(cert),
         )
     except ValueError:
         # OpenSSL may take what cryptography refuses: serve it, with what our own walk

@@ -366,16 +366,16 @@ def anchor_dates(
 ) -> list[tuple[_dt.datetime | None, _dt.datetime | None]]:
     """Every anchor's ``(not_before, not_after)`` for :func:`refusal`: those cryptography
     read (``read``), and for each it could not, no dates (in date: OpenSSL may use it),
-    or, when OpenSSL cannot verify its dates (:func:`mtls._x509.unverifiable_dates`), an
+    or, when OpenSSL cannot verify its dates (:func:`mtls._dates.unverifiable_dates`), an
     end long past: it trusts nothing."""
-    from . import _x509  # noqa: PLC0415 - only when some anchor was not read
+    from . import _dates, _x509  # noqa: PLC0415 - only when some anchor was not read
 
     dates = [(info.not_before, info.not_after) for info in read]
     if len(anchors_der) > len(read):
         known = {info.fingerprint for info in read}
         for der in anchors_der:
             if _x509.sha256_hex(der) not in known:
-                dead = _x509.unverifiable_dates(der) is not None
+                dead = _dates.unverifiable_dates(der) is not None
                 dates.append((None, _LONG_PAST if dead else None))
     return dates
 
@@ -394,7 +394,7 @@ def refusal(
     or ``None``: the ``role`` certificate presented (``identity``; ``presented``, its
     DER, when known) out of its dates, with dates no parser reads (a leap second: a
     first load serves it, there being nothing else, h202) or with an extended key
-    usage that forbids the role (:func:`mtls._x509.peers_refuse`: a first load serves
+    usage that forbids the role (:func:`mtls._purpose.peers_refuse`: a first load serves
     it with a warning, h225), or no anchor in date
     (``anchors``: every anchor's ``(not_before, not_after)``, as :func:`anchor_dates`
     gives them; ``None``: no truststore). An anchor whose dates are unknown counts as
@@ -403,9 +403,9 @@ def refusal(
     if identity is not None:
         who = f"the {role} certificate ({identity.subject})"
         if presented is not None:
-            from . import _x509  # noqa: PLC0415 - status() only
+            from . import _purpose  # noqa: PLC0415 - status() only
 
-            found = _x509.peers_refuse(presented, role)
+            found = _purpose.peers_refuse(presented, role)
             if found is not None:
                 return f"{who}: {found[0]}: {found[1]}"
         starts, ends = identity.not_before, identity.not_after

@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from . import _jks, _x509
+from . import _dates, _jks, _x509
 from ._entries import Entries, KeyEntry, Taken, alias_for, fold, unique_alias
 from ._entries import where as _where
 from ._errors import KeyEntryError, KeystoreError, KeystoreFormatError, WrongPasswordError
@@ -1174,7 +1174,7 @@ class Truststore(_StoreBase):
             try:
                 yield alias, der, _x509.load_cert(der)
             except ValueError as exc:
-                dead = _x509.unverifiable_dates(der)
+                dead = _dates.unverifiable_dates(der)
                 if dead is not None:
                     log.warning(
                         "%s: certificate %r cannot be parsed by cryptography (%s), and %s: "

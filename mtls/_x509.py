@@ -24,14 +24,10 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InternalError, UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
-from cryptography.hazmat.primitives.asymmetric.ed448 import Ed448PublicKey
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificatePublicKeyTypes,
     PrivateKeyTypes,
@@ -39,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 from cryptography.hazmat.primitives.serialization import Encoding, load_der_private_key
 from cryptography.utils import CryptographyDeprecationWarning
 
-from . import _der
+from . import _dates, _der
 from ._errors import bounded, shown_text
 from ._fork import hold_across_fork
 from ._log import log
@@ -547,18 +543,6 @@ def load_private_key(pkcs8_der: bytes, *, check_rsa: bool = True) -> PrivateKeyT
     )
 
 
-def _tbs_spans(der: bytes) -> list[tuple[int, int, int]]:
-    """The fields of a certificate's tbsCertificate after its version, as ``(tag,
-    content start, content end)`` in ``der``: nothing copied, no objects made (the
-    walks on every certificate read use these)."""
-    # Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL,
-    #   serialNumber, signature, issuer, validity, subject, ... } ... }
-    _, start, stop = _der.header(der)
-    _, start, stop = _der.header(der, start, stop)
-    fields = _der.spans(der, start, stop)
-    return fields[1:] if fields and fields[0][0] == 0xA0 else fields
-
-
 # The named curves Java's CurveDB knows (JDK 17, 25): SECG's (secp*, sect*), X9.62's
 # (prime*, c2*), and the brainpool "r1" curves; a certificate on another (SM2,
 # brainpool "t1", WAP, Oakley) fails to parse there: "Unknown named curve" (h189).
@@ -582,7 +566,7 @@ def ec_key_encoding(der: bytes) -> JavaRefusedEC | None:
     if _EC_OID_DER not in der:
         return None  # the common case: one search of the bytes, in C
     try:
-        parts = _tbs_fields(der)[5].expect(_der.SEQUENCE).children()
+        parts = _der.tbs_fields(der)[5].expect(_der.SEQUENCE).children()
         algorithm = parts[0].expect(_der.SEQUENCE).children()
         if _der.decode_oid(algorithm[0].expect(_der.OID).value) != EC_OID:
             return None
@@ -623,7 +607,7 @@ def first_java_refused(
         why = java_refused_key(der)
         if why is not None:
             return alias, why, "for a named curve with an uncompressed point"
-        why = java_refused_dates(der)
+        why = _dates.java_refused_dates(der)
         if why is not None:
             return alias, why, "with validity dates that exist"
     return None
@@ -636,12 +620,6 @@ def java_refused_key(der: bytes) -> str | None:
     entry (h188)."""
     encoding = ec_key_encoding(der)
     return None if encoding is None else _JAVA_REFUSED_EC[encoding]
-
-
-def _tbs_fields(der: bytes) -> list[_der.TLV]:
-    """:func:`_tbs_spans` as elements, for the rare walks that read fields whole (a
-    certificate cryptography refuses, a validity OpenSSL cannot verify)."""
-    return [_der.TLV(tag, der[start:stop], stop) for tag, start, stop in _tbs_spans(der)]
 
 
 @_der.bytes_cache(4096)
@@ -663,7 +641,7 @@ def raw_names(der: bytes) -> tuple[bytes, bytes, bytes] | None:
         except ValueError:
             if not (only_a_name_refused(der) or only_dates_refused(der)):
                 return None
-        fields = _tbs_spans(der)
+        fields = _der.tbs_spans(der)
         names = []
         for tag, start, stop in (fields[2], fields[4], fields[5]):
             if tag != _der.SEQUENCE:
@@ -684,7 +662,7 @@ def _plain(der: bytes) -> tuple[str | None] | None:
     per RDN, that cryptography reads as they are: a CA bundle's aliases come from their
     CNs, and cryptography builds an object per name attribute to give one)."""
     try:
-        fields = _tbs_spans(der)
+        fields = _der.tbs_spans(der)
         tag, start, stop = fields[0]
         if tag != _der.INTEGER or _der.decode_int(der[start:stop]) <= 0:
             return None
@@ -792,7 +770,7 @@ def _unusual_reasons(der: bytes) -> list[str]:
     serial number that is not positive, a name attribute outside its length."""
     reasons = []
     try:
-        fields = _tbs_spans(der)
+        fields = _der.tbs_spans(der)
         tag, start, stop = fields[0]
         if tag == _der.INTEGER and _der.decode_int(der[start:stop]) <= 0:
             reasons.append(_SERIAL_TEXT)
@@ -954,7 +932,7 @@ def serial_number(cert: x509.Certificate | bytes) -> int:
     """
     der = cert if isinstance(cert, bytes) else cert.public_bytes(Encoding.DER)
     try:
-        tag, start, stop = _tbs_spans(der)[0]
+        tag, start, stop = _der.tbs_spans(der)[0]
         if tag != _der.INTEGER:
             raise _der.DERError(f"expected tag 0x02, found 0x{tag:02x}")
         return _der.decode_int(der[start:stop])
@@ -1057,7 +1035,7 @@ def only_dates_refused(der: bytes) -> bool:
     try:
         _, start, stop = _der.header(der)
         _, tbs_start, tbs_stop = _der.header(der, start, stop)
-        fields = _tbs_spans(der)
+        fields = _der.tbs_spans(der)
         if fields[3][0] != _der.SEQUENCE:
             return False
         validity_start, validity_stop = fields[2][2], fields[3][2]  # issuer's end: its header
@@ -1086,7 +1064,7 @@ def _names_made_plain(der: bytes) -> bytes | None:
     which cryptography checks), or the names cannot be walked."""
     copy = bytearray(der)
     try:
-        fields = _tbs_spans(der)
+        fields = _der.tbs_spans(der)
         for _, first, last in (fields[2], fields[4]):
             for count, _, tag, value_start, value_stop in _attributes(der, first, last):
                 value = der[value_start:value_stop]
@@ -1153,9 +1131,9 @@ def validity(der: bytes) -> tuple[_dt.datetime, _dt.datetime]:
         except (ValueError, x509.InvalidVersion):
             pass  # load_cert says why, in its words
         else:
-            return not_before(cert), not_after(cert)
+            return _dates.not_before(cert), _dates.not_after(cert)
     cert = load_cert(der)
-    return not_before(cert), not_after(cert)
+    return _dates.not_before(cert), _dates.not_after(cert)
 
 
 #: Characters of a subject that logs, status() and metric labels show (its start and
@@ -1226,106 +1204,6 @@ def common_name_of(der: bytes) -> str | None:
     return common_name(cert) if plain is None else plain[0]
 
 
-#: Year 0, which GeneralizedTime can carry and OpenSSL and Java read, as Python's
-#: earliest time: ``datetime`` cannot hold it, and cryptography raises ValueError where
-#: it would make one (a certificate's, a CRL's or an OCSP answer's time). A notBefore
-#: of year 0 is a start long past, a notAfter an end long past, as they are to OpenSSL;
-#: read as a crash, one such anchor in a truststore stopped the expiry watch of a whole
-#: set and made status() raise (h202).
-YEAR_ZERO: Final = _dt.datetime.min.replace(tzinfo=_dt.UTC)
-
-
-def utc_time(read: Callable[[], _T]) -> _T | _dt.datetime:
-    """``read()`` (a cryptography ``*_utc`` property, read in a lambda), with year 0 as
-    :data:`YEAR_ZERO`."""
-    try:
-        return read()
-    except ValueError:  # "year 0 is out of range": the one time datetime cannot hold
-        return YEAR_ZERO
-
-
-def not_after(cert: x509.Certificate) -> _dt.datetime:
-    """The end of validity, timezone-aware (UTC); year 0 as :data:`YEAR_ZERO`."""
-    try:
-        return cert.not_valid_after_utc
-    except ValueError:  # year 0
-        return YEAR_ZERO
-
-
-def not_before(cert: x509.Certificate) -> _dt.datetime:
-    """The start of validity, timezone-aware (UTC); year 0 as :data:`YEAR_ZERO`."""
-    try:
-        return cert.not_valid_before_utc
-    except ValueError:  # year 0
-        return YEAR_ZERO
-
-
-Validity = Literal["never valid", "expired", "not valid yet"]
-
-
-def out_of_date(
-    starts: _dt.datetime | None, ends: _dt.datetime | None, now: _dt.datetime
-) -> Validity | None:
-    """Why a certificate's dates make peers refuse it at ``now`` (``None``: in date, or
-    no dates known). Never valid first (notBefore after notAfter: "expired" would say
-    "rotate" of a certificate just issued, where it must be reissued), then expired,
-    then not valid yet."""
-    if starts is not None and ends is not None and starts > ends:
-        return "never valid"
-    if ends is not None and ends < now:
-        return "expired"
-    if starts is not None and starts > now:
-        return "not valid yet"
-    return None
-
-
-def telling_thresholds(
-    thresholds: tuple[_dt.timedelta, ...],
-    starts: _dt.datetime | None,
-    ends: _dt.datetime,
-) -> tuple[_dt.timedelta, ...]:
-    """The expiry warnings (widest first) that say something of a certificate valid
-    from ``starts`` to ``ends``: those under a third of its validity. A wider one is
-    crossed before a renewal at two thirds of its life (cert-manager's default; half,
-    SPIFFE's) is due, at every rotation: the default 30, 7 and 1 days warned of a
-    one-hour certificate from the moment it was issued and signalled on_health each
-    time (h190), and a threshold of half its validity still did before each renewal
-    (h195). When none is under a third, a warning comes with a sixth of its validity
-    left, when such a renewal is overdue. Unknown or inverted dates keep
-    ``thresholds``.
-    """
-    if starts is None or not thresholds:
-        return thresholds
-    third = (ends - starts) / 3
-    if third <= _dt.timedelta(0) or thresholds[0] < third:
-        return thresholds
-    return tuple(t for t in thresholds if t < third) or (third / 2,)
-
-
-@dataclass(frozen=True, slots=True)
-class ExpiryThresholds:
-    """How close to its end a certificate in use is warned of: ``spans``, widest first.
-
-    ``relative``: judged by each certificate's validity (:func:`telling_thresholds`),
-    as the default thresholds are (however given); others a user gave are taken as
-    given (they may know their renewals come early).
-    """
-
-    spans: tuple[_dt.timedelta, ...]
-    relative: bool = True
-
-    def of(self, starts: _dt.datetime | None, ends: _dt.datetime) -> tuple[_dt.timedelta, ...]:
-        """The thresholds for a certificate valid from ``starts`` to ``ends``."""
-        return telling_thresholds(self.spans, starts, ends) if self.relative else self.spans
-
-
-# What OpenSSL and Java read in a validity field that DER (and so cryptography) does
-# not allow: UTCTime without seconds or with an offset, GeneralizedTime with a fraction
-# or an offset (X.680; RFC 5280 asks for seconds and Z, and old CAs did not always).
-_UTC_TIME = re.compile(rb"(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)?(Z|[+-]\d{4})")
-_GENERALIZED_TIME = re.compile(
-    rb"(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)(?:(\d\d)(?:[.,](\d{1,9}))?)?(Z|[+-]\d{4})"
-)
 # Attribute types as RFC 4514 names them (and cryptography's rfc4514_string), the rest
 # by OID.
 _NAME_KEYS = {
@@ -1340,46 +1218,6 @@ _NAME_KEYS = {
     "0.9.2342.19200300.100.1.25": "DC",
 }
 _STRING_CODECS = {0x1E: "utf-16-be", 0x1C: "utf-32-be", 0x14: "latin-1"}
-
-
-def lenient_time(tlv: _der.TLV) -> _dt.datetime:
-    """A UTCTime or GeneralizedTime in any form OpenSSL and Java read (no seconds, a
-    fraction, an offset; year 0 as :data:`YEAR_ZERO`), in UTC.
-
-    Raises:
-        ValueError: another tag or form, or a date that does not exist.
-    """
-    if tlv.tag not in (0x17, 0x18):
-        raise ValueError(f"a validity time with tag {tlv.tag:#x}")
-    utc = tlv.tag == 0x17
-    match = (_UTC_TIME if utc else _GENERALIZED_TIME).fullmatch(tlv.value)
-    if match is None:
-        raise ValueError("a validity time OpenSSL would not read either")
-    if utc:
-        short, month, day, hour, minute, second, zone = match.groups()
-        year = int(short) + (1900 if int(short) >= 50 else 2000)  # RFC 5280 4.1.2.5.1
-        fraction = None
-    else:
-        full, month, day, hour, minute, second, fraction, zone = match.groups()
-        year = int(full)
-        if year == 0:  # a leap year, as 2000 is: a date that does not exist raises
-            fields = (int(month), int(day), int(hour), int(minute), int(second or 0))
-            _dt.datetime(2000, *fields, tzinfo=_dt.UTC)
-            return YEAR_ZERO
-    try:
-        when = _dt.datetime(
-            year, int(month), int(day), int(hour), int(minute), int(second or 0),
-            int((fraction or b"0").ljust(6, b"0")[:6]), tzinfo=_dt.UTC,
-        )  # fmt: skip
-        if zone != b"Z":  # hhmm east of UTC: UTC is that much earlier
-            hours, minutes = int(zone[1:3]), int(zone[3:5])
-            if hours > 12 or minutes > 59:  # as OpenSSL refuses them
-                raise ValueError("a time zone offset out of range")
-            offset = _dt.timedelta(hours=hours, minutes=minutes)
-            when = when - offset if zone[:1] == b"+" else when + offset
-    except OverflowError:  # 9999-12-31 with a negative offset: past datetime's range
-        raise ValueError("a validity time out of range") from None
-    return when
 
 
 def _name_text(name: _der.TLV) -> str:
@@ -1413,7 +1251,7 @@ def lenient_leaf_info(
     validity time without seconds, with a fraction or an offset): expiry checks and
     status() must not go blind on it. A part that cannot be read either is ``None``."""
     try:
-        fields = _tbs_fields(der)
+        fields = _der.tbs_fields(der)
     except (ValueError, IndexError):
         return (None, None, None, None)
     serial: int | None = None
@@ -1426,164 +1264,8 @@ def lenient_leaf_info(
         subject = _name_text(fields[4].expect(_der.SEQUENCE))
     with contextlib.suppress(ValueError, IndexError):
         validity = fields[3].expect(_der.SEQUENCE).children()
-        start, end = (any_time(time) for time in validity[:2])
+        start, end = (_dates.any_time(time) for time in validity[:2])
     return (subject, start, end, serial)
-
-
-def any_time(time: _der.TLV) -> _dt.datetime | None:
-    """A validity time as OpenSSL reads it (:func:`lenient_time`), else as Java does
-    (:func:`java_time`: an offset past 12 hours, a fraction of 10 digits or more, 30
-    February): the expiry watch and status() went blind on those (h205); an OCSP
-    answer's times are read so too. ``None``: neither reads it."""
-    try:
-        return lenient_time(time)
-    except ValueError:
-        if time.tag not in (0x17, 0x18):
-            return None
-        return java_time(time.value, generalized=time.tag == 0x18)
-
-
-def _time_shown(field: str, time: _der.TLV) -> str:
-    kind = "UTCTime" if time.tag == 0x17 else "GeneralizedTime"
-    return f"its {field} ({kind} {time.value.decode('ascii', 'replace')!r})"
-
-
-def java_refused_dates(der: bytes) -> str | None:
-    """Why Java's certificate parser refuses ``der``'s validity, in words, or ``None``:
-    a time :func:`java_time` does not read (a leap second, an hour 24, a month 13, an
-    offset without seconds, a lowercase ``z``, an empty fraction...). keytool says
-    "Failed to parse input", and a JKS or PKCS#12 store holding it fails to load whole
-    in Java (keytool, WSO2), PKCS#12 as "keystore password was incorrect". A day its
-    month lacks (30 February) is the next month's to Java (OpenSSL refuses it:
-    :func:`unverifiable_dates`); a fraction and an offset it reads (checked with keytool
-    17 and 25 over 40 forms, h202, h204, h205)."""
-    try:
-        validity = _tbs_fields(der)[3].expect(_der.SEQUENCE).children()
-    except (ValueError, IndexError):
-        return None
-    for field, time in zip(("notBefore", "notAfter"), validity, strict=False):
-        if time.tag in (0x17, 0x18) and java_time(time.value, generalized=time.tag == 0x18) is None:
-            return f"{_time_shown(field, time)} is not a time Java reads"
-    return None
-
-
-def java_time(value: bytes, *, generalized: bool) -> _dt.datetime | None:
-    """The time Java's DER reader (``DerInputBuffer.getTime``, JDK 17 and 25) makes of a
-    UTCTime or GeneralizedTime value, in UTC, or ``None`` where it throws, step for
-    step: ``YYMMDDhhmm`` (four-digit year for GeneralizedTime), seconds when more than
-    two characters follow, a fraction (GeneralizedTime only, ``.`` or ``,``, at least
-    one digit), ranges checked (a day up to 31 in any month, rolled over as Java's
-    lenient calendar does), then ``Z`` alone or ``+hhmm``/``-hhmm`` under 24 hours and
-    60 minutes. Year 0 is :data:`YEAR_ZERO`."""
-    try:
-        text = value.decode("ascii")
-        length, pos = len(text), 0
-
-        def digits(count: int) -> int:
-            nonlocal pos
-            chunk = text[pos : pos + count]
-            if len(chunk) != count or not chunk.isdigit() or not chunk.isascii():
-                raise ValueError(chunk)
-            pos += count
-            return int(chunk)
-
-        if generalized:
-            year = digits(4)
-            length -= 2
-        else:
-            year = digits(2)
-            year += 2000 if year < 50 else 1900
-        month, day, hour, minute = digits(2), digits(2), digits(2), digits(2)
-        length -= 10
-        second, micros = 0, 0
-        if length > 2:
-            second = digits(2)
-            length -= 2
-            if generalized and text[pos] in ".,":
-                length -= 1
-                pos += 1
-                fraction = ""
-                while text[pos] not in "Z+-":
-                    fraction += str(digits(1))
-                    length -= 1
-                    if length == 0:
-                        return None
-                if not fraction:
-                    return None
-                micros = int(fraction[:3].ljust(3, "0")) * 1000  # milliseconds, as Java keeps
-        if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 60):
-            return None
-        if length not in (1, 5):
-            return None
-        zone = text[pos]
-        pos += 1
-        offset = _dt.timedelta(0)
-        if zone in "+-":
-            if length != 5:
-                return None
-            hours, minutes = digits(2), digits(2)
-            if hours >= 24 or minutes >= 60:
-                return None
-            offset = _dt.timedelta(hours=hours, minutes=minutes) * (1 if zone == "+" else -1)
-        elif zone != "Z" or length != 1:
-            return None
-        if year == 0:
-            return YEAR_ZERO
-        start = _dt.datetime(year, month, 1, tzinfo=_dt.UTC)
-        return (
-            start
-            + _dt.timedelta(
-                days=day - 1, hours=hour, minutes=minute, seconds=second, microseconds=micros
-            )
-            - offset
-        )
-    except (ValueError, IndexError, UnicodeDecodeError, OverflowError):
-        return None
-
-
-_STRICT_TIMES: Final = {0x17: re.compile(rb"\d{12}Z"), 0x18: re.compile(rb"\d{14}Z")}
-
-
-def der_time(time: _der.TLV) -> _dt.datetime:
-    """A UTCTime or GeneralizedTime in DER's own form (``YYMMDDHHMMSSZ``,
-    ``YYYYMMDDHHMMSSZ``), the only one OpenSSL's verifier reads.
-
-    Raises:
-        ValueError: another tag or form, or a date that does not exist.
-    """
-    strict = _STRICT_TIMES.get(time.tag)
-    if strict is None or strict.fullmatch(time.value) is None:
-        raise ValueError("not a time in DER's form")
-    return lenient_time(time)
-
-
-def unverifiable_dates(der: bytes) -> str | None:
-    """Why OpenSSL's verification refuses every chain through this certificate for the
-    form of its dates, or ``None``. OpenSSL reads a validity time without seconds,
-    with a fraction or an offset when it loads or prints a certificate, but its
-    verifier takes only DER's forms (``YYMMDDHHMMSSZ``, ``YYYYMMDDHHMMSSZ``): such a
-    certificate fails every handshake as an anchor, a peer's or one's own ("format
-    error in certificate's notBefore field"), while Java may take it."""
-    try:
-        validity = _tbs_fields(der)[3].expect(_der.SEQUENCE).children()
-    except (ValueError, IndexError):
-        return None
-    for field, time in zip(("notBefore", "notAfter"), validity, strict=False):
-        strict = _STRICT_TIMES.get(time.tag)
-        if strict is None:
-            continue
-        if strict.fullmatch(time.value) is None:
-            return (
-                f"{_time_shown(field, time)} is not in the form OpenSSL verifies "
-                f"({'YYMMDDHHMMSSZ' if time.tag == 0x17 else 'YYYYMMDDHHMMSSZ'})"
-            )
-        try:
-            lenient_time(time)  # in DER's form: only a date that does not exist raises
-        except ValueError:
-            # A leap second, an hour 24, 30 February: "format error in certificate's
-            # notAfter field" (year 0 OpenSSL 3.0 reads and verifies).
-            return f"{_time_shown(field, time)} is not a date that exists"
-    return None
 
 
 def subject_alt_names(cert: x509.Certificate) -> list[str]:
@@ -1614,187 +1296,6 @@ def names_text(names: Iterable[x509.GeneralName]) -> list[str]:
             other = getattr(name, "type_id", None)
             out.append(f"otherName:{other.dotted_string}" if other is not None else str(name))
     return out
-
-
-# What a peer requires of the certificate it verifies, by the role it is presented
-# in. The extended key usage is enforced by every common verifier (OpenSSL, Java's
-# EndEntityChecker, Go, rustls/webpki): one that allows none of these is refused by
-# all of them. anyExtendedKeyUsage counts here (Java and Go take it; OpenSSL does not:
-# usage_warning says so), and for servers so do the old Server Gated Cryptography
-# usages that Java and OpenSSL still take. The key usage is enforced by OpenSSL and
-# Java, not by Go or rustls: a certificate without one of these bits is refused by
-# some peers only (usage_warning).
-_ANY_EKU = "2.5.29.37.0"
-_PURPOSES: dict[str, tuple[str, frozenset[str], tuple[str, ...]]] = {
-    "client": (
-        "clientAuth",
-        frozenset({"1.3.6.1.5.5.7.3.2", _ANY_EKU}),
-        ("digital_signature", "key_agreement"),
-    ),
-    "server": (
-        "serverAuth",
-        frozenset(
-            {"1.3.6.1.5.5.7.3.1", _ANY_EKU, "2.16.840.1.113730.4.1", "1.3.6.1.4.1.311.10.3.3"}
-        ),
-        ("digital_signature", "key_encipherment", "key_agreement"),
-    ),
-}
-_KEY_USAGE_NAMES = {
-    "digital_signature": "digitalSignature",
-    "key_encipherment": "keyEncipherment",
-    "key_agreement": "keyAgreement",
-}
-_EKU_NAMES = {
-    "1.3.6.1.5.5.7.3.1": "serverAuth",
-    "1.3.6.1.5.5.7.3.2": "clientAuth",
-    "1.3.6.1.5.5.7.3.3": "codeSigning",
-    "1.3.6.1.5.5.7.3.4": "emailProtection",
-    "1.3.6.1.5.5.7.3.8": "timeStamping",
-    "1.3.6.1.5.5.7.3.9": "OCSPSigning",
-}
-
-
-def purpose_problem(der: bytes, role: str) -> str | None:
-    """Why TLS peers refuse the certificate ``der`` as a ``role`` (``"client"`` or
-    ``"server"``) certificate: its extended key usage allows no such use (OpenSSL, Java
-    and Go check it; GnuTLS does not). ``None`` when it allows it, has none, or cannot
-    be read (OpenSSL then decides)."""
-    name, allowed, _ = _PURPOSES[role]
-    usages = _usage_extension(der, x509.ExtendedKeyUsage)
-    if usages is None or {usage.dotted_string for usage in usages} & allowed:
-        return None
-    listed = ", ".join(_EKU_NAMES.get(u.dotted_string, u.dotted_string) for u in usages)
-    return f"its extended key usage lacks {name} (it allows {listed or 'nothing'})"
-
-
-def refused_dates(der: bytes) -> str | None:
-    """Why every TLS peer refuses certificate ``der`` for its validity, or ``None``: a
-    time Java's parser does not read (:func:`java_refused_dates`: a leap second, an
-    hour 24, a month 13) is no date that exists either, which OpenSSL's verifier
-    refuses ("format error in certificate's notAfter field"; :func:`unverifiable_dates`
-    says how it is written)."""
-    if java_refused_dates(der) is None:
-        return None
-    return unverifiable_dates(der)
-
-
-def peers_refuse(der: bytes, role: str) -> tuple[str, str, str] | None:
-    """Why peers refuse certificate ``der`` as a ``role`` certificate whatever the time,
-    who, and the fix: ``(problem, "servers refuse it (...)", "reissue it ...")``, or
-    ``None``. Validity times no
-    parser reads (:func:`refused_dates`: every peer), or an extended key usage that
-    forbids the role (:func:`purpose_problem`: every client checks a server's; servers
-    check a client's but for GnuTLS-based ones, the interop sweep h128: Go 1.19, GnuTLS
-    3.7, OpenSSL, Java). What a reload refuses to install, and a first load serves with
-    a warning."""
-    peers = "clients" if role == "server" else "servers"
-    dates = refused_dates(der)
-    if dates is not None:
-        return (
-            dates,
-            f"{peers} refuse it (neither OpenSSL nor Java reads such a time)",
-            "have it reissued with dates that exist",
-        )
-    problem = purpose_problem(der, role)
-    if problem is None:
-        return None
-    fix = f"reissue it for TLS {role} authentication"
-    if role == "server":
-        return problem, "every client refuses it", fix
-    who = "servers refuse it (OpenSSL-, Java- and Go-based ones check it; GnuTLS does not)"
-    return problem, who, fix
-
-
-def usage_warning(der: bytes, role: str) -> tuple[str, str, str] | None:
-    """Why some peers refuse the certificate ``der`` as a ``role`` certificate where
-    others take it, and which: a key usage that allows none of the operations the role
-    needs (OpenSSL and Java check it, Go and rustls do not), or an extended key usage
-    that allows the role only through anyExtendedKeyUsage (OpenSSL refuses it, Java
-    and Go take it).
-    ``None`` when none of these, or they cannot be read. First, validity times OpenSSL's
-    verifier refuses and Java reads (:func:`unverifiable_dates`; those Java refuses too
-    are :func:`peers_refuse`'s). ``(why, who, fix)``."""
-    fix = f"reissue it for TLS {role} authentication"
-    dates = unverifiable_dates(der)
-    if dates is not None:
-        if java_refused_dates(der) is not None:
-            return None
-        return dates, "OpenSSL-based", "have it reissued with its dates in DER's form"
-    name, _, needed = _PURPOSES[role]
-    key_usage = _usage_extension(der, x509.KeyUsage)
-    allowed = key_usage is None or any(getattr(key_usage, bit) for bit in needed)
-    if (
-        key_usage is not None
-        and role == "server"
-        and not key_usage.digital_signature
-        and _signing_only_key(der)
-    ):
-        # An EC or EdDSA key enciphers nothing, and no cipher suite OpenSSL offers uses
-        # a static ECDH key: without digitalSignature it signs no TLS 1.2 key exchange,
-        # and the server's own OpenSSL finds "no shared cipher" for every TLS 1.2
-        # client, Go's included; in TLS 1.3 GnuTLS clients refuse it, and OpenSSL's and
-        # Java's when no usage of theirs is allowed (keyAgreement or keyEncipherment
-        # alone was installed silently, and nonRepudiation alone said Go took it, h203).
-        return (
-            "its key usage has no digitalSignature, which its key (EC or EdDSA) needs "
-            "to sign the handshake: every TLS 1.2 handshake fails (no shared cipher)",
-            "TLS 1.2 and GnuTLS" if allowed else "TLS 1.2, OpenSSL, Java and GnuTLS",
-            fix,
-        )
-    if not allowed:
-        wanted = " or ".join(_KEY_USAGE_NAMES[bit] for bit in needed)
-        # gnutls-serv refuses such a client certificate too ("Key usage violation",
-        # h203); which GnuTLS clients refuse of a server's RSA one is not established.
-        who = "OpenSSL, Java and GnuTLS" if role == "client" else "OpenSSL and Java"
-        return f"its key usage has no {wanted}", who, fix
-    if (
-        key_usage is not None
-        and role == "client"
-        and not key_usage.digital_signature
-        and _signing_only_key(der)
-    ):
-        # A client's EC or EdDSA key with keyAgreement alone: OpenSSL's purpose check
-        # takes it and its servers accept the CertificateVerify it signs; gnutls-serv
-        # refuses it in TLS 1.2 and 1.3 ("does not allow digital signatures", h204).
-        return (
-            "its key usage has no digitalSignature, which its key (EC or EdDSA) needs to "
-            "sign the handshake",
-            "GnuTLS",
-            fix,
-        )
-    usages = _usage_extension(der, x509.ExtendedKeyUsage)
-    oids = {u.dotted_string for u in usages} if usages is not None else set()
-    # OpenSSL's purpose check wants the role's own usage: anyExtendedKeyUsage beside
-    # others that are not it (serverAuth on a client's) is refused as it is alone (h227).
-    if _ANY_EKU in oids and not oids & (_PURPOSES[role][1] - {_ANY_EKU}):
-        others = [_EKU_NAMES.get(oid, oid) for oid in sorted(oids - {_ANY_EKU})]
-        return (
-            f"its extended key usage is anyExtendedKeyUsage alone, without {name}"
-            if not others
-            else f"its extended key usage has anyExtendedKeyUsage and {', '.join(others)}, "
-            f"without {name}",
-            "OpenSSL",
-            fix,
-        )
-    return None
-
-
-def _signing_only_key(der: bytes) -> bool:
-    """Whether the certificate's key can only sign in TLS (EC, Ed25519, Ed448)."""
-    try:
-        key = public_key(load_cert(der))
-    except (ValueError, UnsupportedAlgorithm):
-        return False
-    return isinstance(key, EllipticCurvePublicKey | Ed25519PublicKey | Ed448PublicKey)
-
-
-def _usage_extension(der: bytes, kind: type[x509.ExtensionType]) -> Any:
-    """The value of the certificate's extension of ``kind``; ``None`` when it has none
-    or cryptography cannot read its extensions (a duplicated one, a bad encoding)."""
-    try:
-        return extension(load_cert(der), kind, der)
-    except ValueError:
-        return None
 
 
 def extension(cert: x509.Certificate, kind: type[Any], der: bytes | None = None) -> Any:
@@ -1845,7 +1346,7 @@ def _names_in_extensions(der: bytes) -> bool:
     authority key identifier, in a distribution point): one of the attribute types
     with a length limit appears in them, by bytes (when unsure: yes)."""
     try:
-        fields = _tbs_spans(der)
+        fields = _der.tbs_spans(der)
     except (_der.DERError, IndexError):
         return True
     for tag, start, stop in fields[6:]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from .. import _x509
+from .. import _dates, _x509
 from .._errors import KeyEntryError, KeystoreFormatError
 from .._files import MAX_INPUT_BYTES, read_input
 from .._stores import Keystore
@@ -223,14 +223,14 @@ def _issuer_warnings(
             "and GnuTLS peers refuse what it signs ('key usage does not include "
             "certificate signing'); have it issued again with -ext ku:c=keyCertSign,cRLSign"
         )
-    if _x509.not_after(leaf) > _x509.not_after(issuer):
+    if _dates.not_after(leaf) > _dates.not_after(issuer):
         when = "%Y-%m-%d %H:%M UTC"
         out.warn(
-            f"the certificate is valid until {_x509.not_after(leaf).strftime(when)}, after "
-            f"its issuer {name} expires ({_x509.not_after(issuer).strftime(when)}): peers "
+            f"the certificate is valid until {_dates.not_after(leaf).strftime(when)}, after "
+            f"its issuer {name} expires ({_dates.not_after(issuer).strftime(when)}): peers "
             "refuse it from then; give a shorter --validity or renew the CA first"
         )
-    elif _x509.not_after(issuer) < now():
+    elif _dates.not_after(issuer) < now():
         out.warn(f"the issuer {name} has expired: peers refuse what it signs")
 
 

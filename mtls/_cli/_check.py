@@ -14,7 +14,7 @@ from typing import Any
 
 from cryptography import x509
 
-from .. import _x509
+from .. import _dates, _x509
 from .._config import SSLProfile, StoreConfig
 from .._context import EXPIRY_WARNINGS, LOCALHOST_NAMES
 from .._errors import KeyEntryError, MTLSError, SecureVaultError, safe_text
@@ -53,7 +53,7 @@ def _dates_problem(
     valid, expired, not valid yet or near its end; ``(None, False)`` when in date."""
     until = _dt.datetime.fromisoformat(end) if end else None
     since = _dt.datetime.fromisoformat(start) if start else None
-    verdict = _x509.out_of_date(since, until, now())
+    verdict = _dates.out_of_date(since, until, now())
     if verdict == "never valid":
         assert since is not None
         assert until is not None
@@ -114,7 +114,7 @@ class _Stores:
         found = self._purposes.get(config)
         if found is None:
             der, leaf, _ = self._keystore(config)
-            dates = _x509.refused_dates(der)
+            dates = _dates.refused_dates(der)
             if dates is not None:  # a leap second: cryptography cannot read it either
                 every = "every server (neither OpenSSL nor Java reads such a time)"
                 found = ((dates, every), None)
@@ -183,8 +183,8 @@ class _Stores:
             trust = self.truststore(config)
             moment = now()
             parsed = trust.certificates.items()  # parsed once here (and warned about once)
-            expired = [a for a, c in parsed if _x509.not_after(c) < moment]
-            early = [a for a, c in parsed if _x509.not_before(c) > moment]
+            expired = [a for a, c in parsed if _dates.not_after(c) < moment]
+            early = [a for a, c in parsed if _dates.not_before(c) > moment]
             dates = self._dates[config] = (len(trust), expired, early)
         return dates
 

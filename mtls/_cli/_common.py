@@ -556,16 +556,16 @@ def purpose_problem(cert: x509.Certificate) -> tuple[str, str] | None:
     """Why servers refuse ``cert`` as a client certificate, and which servers: all
     but GnuTLS-based ones when its extended key usage lacks clientAuth (the reload
     engine refuses such a replacement), some only otherwise
-    (:func:`mtls._x509.usage_warning`); ``None`` when nothing forbids it."""
+    (:func:`mtls._purpose.usage_warning`); ``None`` when nothing forbids it."""
     from cryptography.hazmat.primitives.serialization import Encoding  # noqa: PLC0415
 
-    from .. import _x509  # noqa: PLC0415 - with the serializers: not for --help
+    from .. import _purpose  # noqa: PLC0415 - with the serializers: not for --help
 
     der = cert.public_bytes(Encoding.DER)
-    problem = _x509.purpose_problem(der, "client")
+    problem = _purpose.purpose_problem(der, "client")
     if problem is not None:
         return problem, "servers"
-    found = _x509.usage_warning(der, "client")
+    found = _purpose.usage_warning(der, "client")
     return None if found is None else (found[0], f"{found[1]} servers")
 
 
@@ -574,11 +574,11 @@ def cert_info(cert: x509.Certificate) -> dict[str, Any]:
     from cryptography import x509  # noqa: PLC0415
     from cryptography.hazmat.primitives.serialization import Encoding  # noqa: PLC0415
 
-    from .. import _x509  # noqa: PLC0415 - with the serializers: not for --help
+    from .. import _dates, _x509  # noqa: PLC0415 - with the serializers: not for --help
     from .._crl import _extension  # noqa: PLC0415
 
     der = cert.public_bytes(Encoding.DER)
-    expires = _x509.not_after(cert)
+    expires = _dates.not_after(cert)
     constraints = _extension(cert, x509.BasicConstraints)
     return {
         "subject": _x509.subject_text(cert),
@@ -586,7 +586,7 @@ def cert_info(cert: x509.Certificate) -> dict[str, Any]:
         "self_signed": cert.issuer == cert.subject,
         "ca": bool(constraints is not None and constraints.ca),
         "serial": hex_serial(_x509.serial_number(cert)),
-        "not_before": _x509.not_before(cert).isoformat(),
+        "not_before": _dates.not_before(cert).isoformat(),
         "not_after": expires.isoformat(),
         "days_left": days_left(expires),
         "san": _x509.subject_alt_names(cert),

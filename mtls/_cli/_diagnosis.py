@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 
-from .. import _x509
+from .. import _dates, _x509
 from .._config import SSLProfile, format_server, is_ip_literal, normalize_host, tls_origin
 from .._errors import (
     CertificateRevokedError,
@@ -187,7 +187,7 @@ class Setup:
     # How many certificates the key entry's chain holds (the leaf included), when known.
     client_chain: int | None = None
     # Why OpenSSL's verifier refuses our certificate's validity times, when it does
-    # (mtls._x509.unverifiable_dates): whatever it trusts, such a server refuses it;
+    # (mtls._dates.unverifiable_dates): whatever it trusts, such a server refuses it;
     # and whether Java cannot parse them either (every server refuses it then).
     client_dates: str | None = None
     client_dates_everywhere: bool = False
@@ -434,7 +434,7 @@ def _out_of_date(setup: Setup, alert: str) -> str | None:
             else f" (the server said only '{alert}')"
         )
         return _advice_expired(setup) + said
-    starts = _x509.not_before(cert) if cert is not None else None
+    starts = _dates.not_before(cert) if cert is not None else None
     if starts is not None and starts > now():
         return _advice_trust(setup)  # its first answer: not valid until ..., check the clocks
     return None
@@ -537,7 +537,7 @@ def _advice_expired(setup: Setup) -> str:
 
 def _advice_trust(setup: Setup) -> str:
     cert = setup.client_certificate
-    starts = _x509.not_before(cert) if cert is not None else None
+    starts = _dates.not_before(cert) if cert is not None else None
     if starts is not None and starts > now():
         return (
             f"it is not valid until {starts:%Y-%m-%d %H:%M} UTC: check the clocks, or reissue "
@@ -960,7 +960,7 @@ def _dates_advice(report: Report, failure: Failure) -> str:
             cert = _x509.load_cert(der)
         except ValueError:
             continue
-        end, start = _x509.not_after(cert), _x509.not_before(cert)
+        end, start = _dates.not_after(cert), _dates.not_before(cert)
         if expired and end < current:
             stale.append(f"{_x509.subject_text(cert)} (expired {_ago(end)})")
         elif not expired and start > current:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .. import _x509
+from .. import _dates, _x509
 from .._config import SSLProfile, StoreConfig, normalize_host
 from .._context import client_context, dials_localhost
 from .._errors import MTLSError, ProfileUnavailableError
@@ -81,8 +81,8 @@ def _read_identity(setup: Setup, config: StoreConfig | None) -> None:
 
 def _read_dates(setup: Setup, leaf: bytes) -> None:
     """What the advice needs of our certificate's validity times."""
-    setup.client_dates = _x509.unverifiable_dates(leaf)
-    setup.client_dates_everywhere = _x509.java_refused_dates(leaf) is not None
+    setup.client_dates = _dates.unverifiable_dates(leaf)
+    setup.client_dates_everywhere = _dates.java_refused_dates(leaf) is not None
 
 
 def _how_matched(profile: SSLProfile, target: Target) -> str:
@@ -226,7 +226,7 @@ def setup_from_options(args: argparse.Namespace, target: Target) -> Setup:
             setup.client_not_after = end.isoformat() if end is not None else None
         else:
             setup.client_subject = _x509.subject_text(leaf)
-            setup.client_not_after = _x509.not_after(leaf).isoformat()
+            setup.client_not_after = _dates.not_after(leaf).isoformat()
             setup.client_certificate = leaf
         setup.client_alias = alias
         setup.client_chain = len(chain)
@@ -383,8 +383,8 @@ def render(report: Report, out: Output) -> None:
         if setup.client_subject and setup.client_not_after:
             identity += f", expires {expiry_text(setup.client_not_after)}"
         cert = setup.client_certificate
-        if cert is not None and _x509.not_before(cert) > _dt.datetime.now(_dt.UTC):
-            identity += f", NOT VALID YET (from {_x509.not_before(cert):%Y-%m-%d %H:%M} UTC)"
+        if cert is not None and _dates.not_before(cert) > _dt.datetime.now(_dt.UTC):
+            identity += f", NOT VALID YET (from {_dates.not_before(cert):%Y-%m-%d %H:%M} UTC)"
         if setup.keystore:
             identity += f", from {setup.keystore}"
         out.line(f"  client cert   {identity}")

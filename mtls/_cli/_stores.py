@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from .. import _x509
+from .. import _dates, _x509
 from .._entries import fold
 from .._errors import KeyEntryError, KeystoreFormatError, WrongPasswordError
 from .._files import atomic_write, read_input
@@ -543,9 +543,9 @@ def install_reply(
         out.line(f"           valid until {expiry_text(info['not_after'])}")
     leaf = chain[0]
     moment = now()
-    if _x509.not_after(leaf) < moment:
+    if _dates.not_after(leaf) < moment:
         out.warn("the new certificate has expired: ask the CA for a current one")
-    elif _x509.not_before(leaf) > moment:
+    elif _dates.not_before(leaf) > moment:
         out.warn("the new certificate is not valid yet: peers refuse it until then")
     # keytool asks "Install reply anyway?" when the top of the chain is trusted nowhere
     # (not in the keystore, not in cacerts): the same, as a warning.

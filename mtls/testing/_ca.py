@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .. import _x509
+from .. import _dates, _x509
 from .._keygen import dns_name
 from .._keyload import load_identity
 from .._secret import Secret
@@ -821,7 +821,7 @@ class CA:
         for serial, cert in self._issued.items():
             hex_serial = f"{serial:X}"
             hex_serial = "0" * (len(hex_serial) % 2) + hex_serial  # OpenSSL's BN_bn2hex form
-            expiry = _x509.not_after(cert).strftime("%y%m%d%H%M%SZ")
+            expiry = _dates.not_after(cert).strftime("%y%m%d%H%M%SZ")
             subject = "/" + "/".join(
                 f"{a.rfc4514_attribute_name}={a.value!s}" for a in cert.subject
             )

@@ -950,13 +950,13 @@ def test_an_ec_client_certificate_that_cannot_sign_is_named_for_gnutls(
     purpose check (its servers take the CertificateVerify it signs) and gnutls-serv
     refuses it in TLS 1.2 and 1.3: nothing was said (h204). The warning names GnuTLS;
     the twin, digitalSignature, is taken by both and draws none."""
-    from mtls import _x509
+    from mtls import _purpose
     from tests._pki import key_usage_only
 
     store = key_usage_only(ca, ("gw",), "agreement", usage)
     keystore = tmp_path / "gw.jks"
     store.save(keystore, PASSWORD)
-    found = _x509.usage_warning(store.key_entry("client")[2][0], "client")
+    found = _purpose.usage_warning(store.key_entry("client")[2][0], "client")
     assert (found is not None and found[1] == "GnuTLS") is (usage == "key_agreement")
 
     def probed(port: int) -> int:

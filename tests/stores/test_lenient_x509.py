@@ -10,7 +10,7 @@ import datetime as dt
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from mtls import _x509
+from mtls import _dates, _x509
 from mtls.testing import CA
 from tests._pki import odd_validity
 
@@ -116,7 +116,7 @@ def test_an_anchor_whose_dates_openssl_cannot_verify_is_said_to_trust_nothing(
 
     ca = CA(name="odd anchor CA")
     key_pem, cert_pem = odd_validity(ca, "localhost", written, tag=tag)
-    assert _x509.unverifiable_dates(_der_of(cert_pem)) is not None
+    assert _dates.unverifiable_dates(_der_of(cert_pem)) is not None
     truststore = mtls.Truststore.from_bytes(cert_pem)  # the certificate pinned as anchor
     with caplog.at_level("WARNING", logger="mtls"):
         assert truststore.certificates == {}
@@ -179,5 +179,5 @@ def _pem_files(key_pem: bytes, cert_pem: bytes) -> tuple[str, str]:
 def test_a_certificate_in_der_form_has_verifiable_dates() -> None:
     """The twin: a certificate cryptography reads has dates OpenSSL verifies."""
     der = CA().issue_cert("localhost").certificate.public_bytes(serialization.Encoding.DER)
-    assert _x509.unverifiable_dates(der) is None
-    assert _x509.unverifiable_dates(b"not a certificate") is None
+    assert _dates.unverifiable_dates(der) is None
+    assert _dates.unverifiable_dates(b"not a certificate") is None

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import mtls
-from mtls import _der, _x509
+from mtls import _der, _purpose, _x509
 from mtls.testing import CA
 
 # country, common name, jurisdiction country (limits), organization (none), and the
@@ -75,7 +75,7 @@ _ATTRIBUTE = st.tuples(
 
 def _certificate(serial: int, issuer: bytes, subject: bytes) -> bytes:
     der = _TEMPLATE
-    spans = _x509._tbs_spans(der)
+    spans = _der.tbs_spans(der)
 
     def whole(index: int) -> bytes:  # the field with its header, as written
         tag, start, stop = spans[index]
@@ -270,7 +270,7 @@ def test_a_directory_name_in_an_extension_is_read_under_the_guard() -> None:
     assert _fresh_pre_check(der) is False  # type: ignore[attr-defined]
     _x509._plain.cache_clear()
     assert "DNS:a.example" in _x509.subject_alt_names(_x509.load_cert(der))
-    assert _x509.usage_warning(der, "client") is None
+    assert _purpose.usage_warning(der, "client") is None
 
 
 def _resigned(tbs: bytes, key: ec.EllipticCurvePrivateKey) -> bytes:

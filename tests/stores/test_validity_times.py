@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 import mtls
-from mtls import _der, _x509
+from mtls import _dates, _der, _x509
 from mtls.cli import main
 from mtls.testing import CA, IssuedIdentity
 from tests._helpers import PASSWORD, der_elements, profile, redated, signed_again, write_xml
@@ -95,23 +95,23 @@ def test_dates_are_judged_as_java_and_openssl_judge_them(
     assert (
         _keytool_reads(any_keytool, "-printcert", "-file", str(tmp_path / "cert.pem")) is java_reads
     )
-    assert (_x509.java_refused_dates(der) is None) is java_reads
+    assert (_dates.java_refused_dates(der) is None) is java_reads
     verified = subprocess.run(
         [openssl_bin, "verify", "-CAfile", tmp_path / "ca.pem", tmp_path / "cert.pem"],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert ("format error" not in verified.stdout + verified.stderr) is openssl_verifies
-    assert (_x509.unverifiable_dates(der) is None) is openssl_verifies
+    assert (_dates.unverifiable_dates(der) is None) is openssl_verifies
     # Every peer refuses what neither reads: a reload refuses to install it.
-    assert (_x509.refused_dates(der) is not None) is (not java_reads and not openssl_verifies)
+    assert (_dates.refused_dates(der) is not None) is (not java_reads and not openssl_verifies)
 
 
 def test_year_zero_is_the_earliest_time(ca: CA) -> None:
     """cryptography raises ValueError for a year-0 time ("year 0 is out of range"):
     read as the earliest time, a start long past or an end long past, as to OpenSSL."""
     start = x509.load_der_x509_certificate(_dated(ca, "year 0 notBefore"))
-    assert _x509.not_before(start) == YEAR_ZERO
-    assert _x509.not_after(start).year == 2036
+    assert _dates.not_before(start) == YEAR_ZERO
+    assert _dates.not_after(start).year == 2036
     end = _dated(ca, "year 0 notAfter")
     assert _x509.validity(end)[1] == YEAR_ZERO
     assert _x509.lenient_leaf_info(end)[2] == YEAR_ZERO
