@@ -26,7 +26,7 @@ from cryptography.x509.oid import (
     SignatureAlgorithmOID,
 )
 
-from . import _der, _x509
+from . import _dates, _der, _x509
 from ._crl import (
     _crl_signed_by,
     _extension,
@@ -113,14 +113,45 @@ def current_until(
     return next_update if next_update > now else next_update + CLOCK_SKEW
 
 
+# certificateIssuer (RFC 5280 5.3.3) as its OID is written: a list without these bytes
+# names no other issuer, and its entries are all its issuer's.
+_CERTIFICATE_ISSUER: Final = _der.encode_oid("2.5.29.29")
+
+
 def listed(crl: x509.CertificateRevocationList, serial: int) -> x509.RevokedCertificate | None:
-    """The entry of ``crl`` for ``serial``. A negative serial (RFC 5280 4.1.2.2: users
-    SHOULD handle one; Java and OpenSSL do) made cryptography's lookup raise, and the
-    list was called malformed (h142): it is looked for entry by entry."""
+    """The entry of ``crl`` for ``serial``, a certificate of the list's own issuer. A
+    negative serial (RFC 5280 4.1.2.2: users SHOULD handle one; Java and OpenSSL do)
+    made cryptography's lookup raise, and the list was called malformed (h142): it is
+    looked for entry by entry.
+
+    An entry with a certificateIssuer extension, and every entry after it up to the
+    next one, lists another CA's certificates (RFC 5280 5.3.3): Java's CRL and
+    OpenSSL's lookup match the issuer and the serial, and a certificate of another CA
+    with the same serial was revoked here (h230). When an entry's extensions cannot be
+    read, the issuer of the entries after it is not known: a serial found is revoked
+    (fails closed)."""
     try:
-        return crl.get_revoked_certificate_by_serial_number(serial)
+        found = crl.get_revoked_certificate_by_serial_number(serial)
     except ValueError:
-        return next((entry for entry in crl if entry.serial_number == serial), None)
+        found = next((entry for entry in crl if entry.serial_number == serial), None)
+    if found is None or _CERTIFICATE_ISSUER not in crl.tbs_certlist_bytes:
+        return found
+    own = True  # the entries before any certificateIssuer are the list issuer's
+    for entry in crl:
+        try:
+            names = entry.extensions.get_extension_for_class(x509.CertificateIssuer).value
+        except x509.ExtensionNotFound:
+            pass
+        except (ValueError, x509.DuplicateExtension):
+            return found
+        else:
+            own = any(
+                isinstance(name, x509.DirectoryName) and _x509.same_name(name.value, crl.issuer)
+                for name in names
+            )
+        if own and entry.serial_number == serial:
+            return entry
+    return None
 
 
 def check_crl(crl: x509.CertificateRevocationList, issuer: x509.Certificate, url: str) -> None:
@@ -147,8 +178,8 @@ def check_crl(crl: x509.CertificateRevocationList, issuer: x509.Certificate, url
 # AuthorityInformationAccess or FreshestCRL (a list whose deltas must be read with it,
 # which this check never fetches) made the list an answer here and none in Java (h228).
 # A DeltaCRLIndicator is refused with its own words (a delta CRL is not used).
-# CertificateIssuer (a critical entry extension) is absent on purpose: it belongs to
-# indirect CRLs, which are not used.
+# CertificateIssuer (a critical entry extension) is not judged here: :func:`listed`
+# reads it, to find the certificate's own entry.
 _CRL_EXTENSIONS_HANDLED = (x509.IssuingDistributionPoint, x509.DeltaCRLIndicator)
 
 
@@ -239,7 +270,7 @@ def ocsp_unsigned(
             if eku is None or ExtendedKeyUsageOID.OCSP_SIGNING not in eku:
                 why = f"its responder certificate {name} lacks the OCSP-signing usage"
                 continue
-            starts, ends = _x509.not_before(signer), _x509.not_after(signer)
+            starts, ends = _dates.not_before(signer), _dates.not_after(signer)
             if not starts <= now <= ends:
                 ended = ends < now
                 when = ends if ended else starts
@@ -261,10 +292,10 @@ def ocsp_unsigned(
 
 
 def answer_times(single: Any) -> tuple[_dt.datetime, _dt.datetime | None]:
-    """An OCSP answer's ``(thisUpdate, nextUpdate)``, year 0 as :data:`mtls._x509.YEAR_ZERO`."""
+    """An OCSP answer's ``(thisUpdate, nextUpdate)``, year 0 as :data:`mtls._dates.YEAR_ZERO`."""
     return (
-        _x509.utc_time(lambda: single.this_update_utc),
-        _x509.utc_time(lambda: single.next_update_utc),
+        _dates.utc_time(lambda: single.this_update_utc),
+        _dates.utc_time(lambda: single.next_update_utc),
     )
 
 
@@ -483,7 +514,7 @@ def _der_time(time: _der.TLV) -> bytes:
     """A GeneralizedTime's value as DER writes it (``YYYYMMDDHHMMSSZ``, UTC), from any
     form OpenSSL and Java read; as written when it is none of them (cryptography then
     refuses the response, as before)."""
-    when = _x509.any_time(time)  # a fraction of 10 digits or more too, as OpenSSL (h205)
+    when = _dates.any_time(time)  # a fraction of 10 digits or more too, as OpenSSL (h205)
     if when is None:
         return time.value
     return when.strftime("%Y%m%d%H%M%SZ").encode().rjust(15, b"0")

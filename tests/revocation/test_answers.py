@@ -954,3 +954,53 @@ def test_a_critical_extension_cryptography_cannot_decode_makes_the_response_no_a
         ocsp.load_der_ocsp_response(body).single_extensions  # noqa: B018 - what cryptography makes of it
     with pytest.raises(RevocationUnknownError, match="critical extension the check does"):
         _check(ca, leaf)
+
+
+OTHER_CA = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "another CA")])
+
+
+@pytest.mark.parametrize(
+    ("entries", "revoked"),
+    [
+        # Its serial under another CA's certificateIssuer: that CA's certificate (h230).
+        ([("ours", OTHER_CA)], False),
+        ([(1, OTHER_CA), ("ours", None)], False),  # the next entries are that CA's too
+        # The twins: its serial before any certificateIssuer, and after one naming its CA.
+        ([("ours", None), (1, OTHER_CA)], True),
+        ([(1, OTHER_CA), (2, "own"), ("ours", None)], True),
+        ([("ours", OTHER_CA), ("ours", "own")], True),
+    ],
+    ids=["under another CA", "after another CA", "before", "after its own CA", "twice"],
+)
+def test_a_crl_entry_under_another_issuer_is_that_issuers_as_java_reads_it(
+    web: CRLServer, entries: list[tuple[int | str, x509.Name | str | None]], revoked: bool
+) -> None:
+    """Java and OpenSSL match a CRL entry by issuer and serial, the issuer being the
+    list's until an entry's certificateIssuer names another. The certificate's serial
+    listed for another CA revoked it here, where Java's checker answers good (h230)."""
+    ca = CA(crl_url=web.url("/ca.crl"))
+    leaf = ca.issue_cert("localhost")
+    serials = {"ours": leaf.certificate.serial_number}
+    names = {"own": ca.certificate.subject}
+    web.bodies["/ca.crl"] = _listing(
+        ca,
+        *(
+            (
+                serial if isinstance(serial, int) else serials[serial],
+                None
+                if name is None
+                else x509.CertificateIssuer(
+                    [x509.DirectoryName(names[name] if isinstance(name, str) else name)]
+                ),
+            )
+            for serial, name in entries
+        ),
+    )
+    checker = RevocationChecker(RevocationPolicy(mode="hard"))
+    check = [_der(leaf.certificate)], [_der(ca.certificate)]
+    if revoked:
+        with pytest.raises(CertificateRevokedError):
+            checker.check(*check)
+    else:
+        (status,) = checker.check(*check)
+        assert status.status == "good", status.why
