@@ -1056,7 +1056,7 @@ def _parse_pkcs12(
     trusted: list[tuple[int, str | None, tuple[str, bytes]]] = []
     loose: list[tuple[str | None, bytes]] = []
     for index, cert in enumerate(certs):
-        if index in index_of.used:
+        if index in index_of.used and not (cert.trusted and index not in index_of.leaves):
             continue
         if cert.trusted:
             alias = unnamed.alias(cert.alias, number=cert.number)
@@ -1169,6 +1169,9 @@ class _Certs:
     def __init__(self, certs: Sequence[_pkcs12.P12Cert]) -> None:
         self.certs = certs
         self.used: set[int] = set()
+        # The certificates chains start from (a key's): a trusted certificate used as
+        # an issuer only is still a trusted entry, as in Java.
+        self.leaves: set[int] = set()
         self._tables: dict[str, dict[object, list[int]]] = {}
         # Per table, the first match in file order, kept when the table's list is
         # consumed: an issuer another chain took already is still this chain's issuer.
@@ -1237,8 +1240,10 @@ class _Certs:
         return 0
 
     def chain_from(self, index: int) -> list[bytes]:
-        """The certificate at ``index`` (marked used) and the issuers found after it."""
+        """The certificate at ``index`` (marked used, a leaf) and the issuers found
+        after it."""
         self.used.add(index)
+        self.leaves.add(index)
         chain = [self.certs[index].der]
         taken = {index}
         while True:
@@ -1329,8 +1334,8 @@ def _verifies(child: x509.Certificate, issuer_der: bytes) -> bool:
 
 
 def _cert_subject(cert: _pkcs12.P12Cert) -> object:
-    if cert.trusted:  # trusted entries are anchors of their own, never in a chain
-        return None
+    # A trusted certificate is an issuer too: the JDK's PKCS12KeyStore builds a key's
+    # chain from every certificate of the file (h235).
     names = _x509.raw_names(cert.der)
     return None if names is None else names[1]
 
@@ -1341,8 +1346,6 @@ def _cert_spki(cert: _pkcs12.P12Cert) -> object:
 
 
 def _cert_subject_parsed(cert: _pkcs12.P12Cert) -> object:
-    if cert.trusted:
-        return None
     try:
         return _x509.canonical_name(_x509.load_cert(cert.der).subject)
     except ValueError:

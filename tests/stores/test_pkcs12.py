@@ -34,7 +34,9 @@ from mtls._pkcs12 import (
     looks_like_pkcs12,
     parse_pkcs12,
 )
-from mtls.testing import CA, IssuedIdentity
+from mtls.testing import CA, IssuedIdentity, MTLSServer
+from tests._helpers import whoami
+from tests._keytool import JDK, keytool_list
 from tests.conftest import WSO2_FIXTURES as WSO2
 
 JDK25_KEYTOOL = Path("/usr/lib/jvm/temurin-25-jdk-amd64/bin/keytool")
@@ -417,6 +419,44 @@ def test_keytool_chain_and_trusted_entry(java: JavaStores) -> None:
     assert {c.alias for c in got.certs if c.trusted} == java.listed(
         java.keystore, "trustedCertEntry"
     )
+
+
+@pytest.mark.keytool
+@pytest.mark.parametrize("issuers", ["its CAs", "another CA"])
+def test_a_key_chain_is_completed_from_trusted_entries_as_java_completes_it(
+    jdk_keytool: JDK, tmp_path: Path, issuers: str
+) -> None:
+    """The JDK's PKCS12KeyStore builds a key entry's chain from every certificate in
+    the file, trusted-certificate entries included: a key stored with its leaf alone
+    and its CAs as trusted entries (the KeyStore API's setKeyEntry with a chain of
+    one) has a chain of 3 in keytool, and WSO2's gateway sends it. mtls read a chain of
+    1 and its handshake with a server that trusts the root failed, where Java's
+    succeeds (h235). The trusted entries stay entries. The twin: trusted entries of
+    another CA are no issuers."""
+    root = CA(name="h235 root")
+    intermediate = root.create_child_ca(name="h235 intermediate")
+    leaf = intermediate.issue_cert("client")
+    others = CA(name="another root")
+    store = mtls.Keystore()
+    store.add_key("client", leaf.private_key, [leaf.certificate])
+    trusted = (intermediate, root) if issuers == "its CAs" else (others.create_child_ca(), others)
+    store.add_certificate("interca", trusted[0].certificate)
+    store.add_certificate("rootca", trusted[1].certificate)
+    path = tmp_path / "leaf-only.p12"
+    store.save(path, JAVA_PW, store_type="PKCS12")
+    listed = keytool_list(jdk_keytool, path, JAVA_PW)
+    back = mtls.Keystore.load(path, JAVA_PW)
+    expected = 3 if issuers == "its CAs" else 1
+    assert len(back.certificate_chain("client")) == listed["client"].chain_length == expected
+    assert back.trusted_aliases == ("interca", "rootca")
+    server_ca = CA()
+    ctx = mtls.client_context(back, server_ca.truststore())
+    with MTLSServer(server_ca.issue_cert("localhost", "127.0.0.1"), client_ca=root) as server:
+        if issuers == "its CAs":
+            assert whoami(ctx, server.port)["client_cn"] == "client"
+        else:
+            with pytest.raises((OSError, ConnectionError)):
+                whoami(ctx, server.port)
 
 
 @pytest.mark.keytool
