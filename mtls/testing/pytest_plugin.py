@@ -54,6 +54,33 @@ class _Default:
 
 _DEFAULT = _Default()
 
+# The identities the session-scoped fixtures issued, and the CA each came from. pytest
+# makes a session-scoped fixture once, from the ``mtls_ca`` of the first test that asks:
+# where a conftest.py below the root overrides ``mtls_ca``, the tests under it got the
+# session's identities from another CA, and failed with "unknown ca" (h234).
+_ISSUED: dict[int, tuple[IssuedIdentity, CA]] = {}
+
+
+def _issued(identity: IssuedIdentity, ca: CA) -> IssuedIdentity:
+    _ISSUED[id(identity)] = (identity, ca)
+    return identity
+
+
+def _check_issued(identity: IssuedIdentity, ca: CA, fixture: str) -> None:
+    """Fail the test, saying why, when ``identity`` is the one the ``fixture`` fixture
+    issued from another CA than this test's ``mtls_ca``."""
+    made = _ISSUED.get(id(identity))
+    if made is None or made[0] is not identity or made[1] is ca:
+        return  # not ours (a conftest's own identity is used as given), or the same CA
+    pytest.fail(
+        f"{fixture} was issued by {made[1].name!r}, not by this test's mtls_ca "
+        f"({ca.name!r}): pytest makes a session-scoped fixture once, from the mtls_ca "
+        "of the first test that asks for it, and a conftest.py below the root "
+        "overrides mtls_ca. Override mtls_ca in the root conftest.py, or override "
+        "mtls_client_identity and mtls_server_identity in the same conftest.py",
+        pytrace=False,
+    )
+
 
 class ProfilesFileFactory:
     """What the ``mtls_profiles_file`` fixture returns: call it to write a profile file."""
@@ -150,13 +177,13 @@ def mtls_ca() -> CA:
 @pytest.fixture(scope="session")
 def mtls_client_identity(mtls_ca: CA) -> IssuedIdentity:
     """A client identity issued by ``mtls_ca``: CN and DNS SAN ``client``."""
-    return mtls_ca.issue_cert("client")
+    return _issued(mtls_ca.issue_cert("client"), mtls_ca)
 
 
 @pytest.fixture(scope="session")
 def mtls_server_identity(mtls_ca: CA) -> IssuedIdentity:
     """A server identity issued by ``mtls_ca`` for localhost, 127.0.0.1 and ::1."""
-    return mtls_ca.issue_cert("localhost", "127.0.0.1", "::1")
+    return _issued(mtls_ca.issue_cert("localhost", "127.0.0.1", "::1"), mtls_ca)
 
 
 @pytest.fixture
@@ -165,6 +192,7 @@ def mtls_server(mtls_server_identity: IssuedIdentity, mtls_ca: CA) -> Iterator[M
     certificates issued by ``mtls_ca``; closed after the test."""
     from ._server import MTLSServer  # noqa: PLC0415 - see the imports above
 
+    _check_issued(mtls_server_identity, mtls_ca, "mtls_server_identity")
     with MTLSServer(mtls_server_identity, client_ca=mtls_ca) as server:
         yield server
 
@@ -174,6 +202,7 @@ def mtls_client_context(mtls_client_identity: IssuedIdentity, mtls_ca: CA) -> ss
     """A new client context presenting ``mtls_client_identity`` and trusting ``mtls_ca``."""
     from .._context import client_context  # noqa: PLC0415 - see the imports above
 
+    _check_issued(mtls_client_identity, mtls_ca, "mtls_client_identity")
     return client_context(mtls_client_identity.keystore(), mtls_ca.truststore())
 
 
@@ -191,4 +220,5 @@ def mtls_profiles_file(
         def test_profile(mtls_server, mtls_profiles_file):
             profiles = mtls.SSLProfileSet.from_xml(mtls_profiles_file(mtls_server))
     """
+    _check_issued(mtls_client_identity, mtls_ca, "mtls_client_identity")
     return ProfilesFileFactory(request, tmp_path, mtls_ca, mtls_client_identity)

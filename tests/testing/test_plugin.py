@@ -151,6 +151,58 @@ def _run_pytest(directory: Path, test_file: str) -> subprocess.CompletedProcess[
     return result
 
 
+_USES_BOTH = (
+    "import urllib.request\n\n\n"
+    "def test_call(mtls_server, mtls_client_context):\n"
+    "    urllib.request.urlopen(mtls_server.url, context=mtls_client_context).read()\n"
+)
+_RSA_CA = (
+    "import pytest\nfrom mtls.testing import CA\n\n\n"
+    "@pytest.fixture(scope='session')\n"
+    "def mtls_ca():\n"
+    "    return CA(name='rsa CA', key_type='RSA')\n"
+)
+_RSA_IDENTITIES = (
+    "\n\n@pytest.fixture(scope='session')\n"
+    "def mtls_client_identity(mtls_ca):\n"
+    "    return mtls_ca.issue_cert('client')\n"
+    "\n\n@pytest.fixture(scope='session')\n"
+    "def mtls_server_identity(mtls_ca):\n"
+    "    return mtls_ca.issue_cert('localhost', '127.0.0.1')\n"
+)
+
+
+@pytest.mark.parametrize("order", [("tests/test_plain.py", "tests/rsa"), ("tests/rsa", "tests")])
+@pytest.mark.parametrize("identities", [False, True], ids=["mtls_ca alone", "with identities"])
+def test_mtls_ca_overridden_below_the_root_says_what_to_do(
+    tmp_path: Path, order: tuple[str, str], identities: bool
+) -> None:
+    """docs/testing.md: override mtls_ca and every fixture built on it follows. In a
+    conftest.py below the root, the session-scoped identities came from the mtls_ca of
+    the first test that asked, and the other directory's tests failed with "unknown
+    ca" or "unable to get local issuer certificate", in an order-dependent way (h234).
+    That test now fails saying why and what to do; overriding the identities beside
+    mtls_ca (the twin) passes in either order."""
+    (tmp_path / "tests" / "rsa").mkdir(parents=True)
+    (tmp_path / "tests" / "test_plain.py").write_text(_USES_BOTH)
+    (tmp_path / "tests" / "rsa" / "test_rsa.py").write_text(_USES_BOTH)
+    conftest = _RSA_CA + (_RSA_IDENTITIES if identities else "")
+    (tmp_path / "tests" / "rsa" / "conftest.py").write_text(conftest)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *order],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False, env=env,
+    )  # fmt: skip
+    if identities:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "2 passed" in result.stdout
+    else:
+        assert "1 passed, 1 error" in result.stdout, result.stdout + result.stderr
+        assert "not by this test's mtls_ca" in result.stdout
+        assert "Override mtls_ca in the root conftest.py" in result.stdout
+        assert "unknown ca" not in result.stdout.lower()
+
+
 # --------------------------------------------------------------------------- profiles file
 
 
