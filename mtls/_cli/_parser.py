@@ -230,6 +230,10 @@ def _add(
         allow_abbrev=False,
     )
     parser.set_defaults(run=func)
+    if name in _KEYTOOL_COMMANDS.values() and name not in ("import", "convert"):
+        # keytool takes -noprompt with any command (import and convert give it a
+        # meaning): scripts pass it everywhere, and were refused with exit 2 (h234).
+        parser.add_argument("-noprompt", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
@@ -336,8 +340,9 @@ def build_parser() -> Parser:
         help="subject alternative name: DNS:host, IP:addr, email:x (repeat, or comma-separate)",
     )
     genkey.add_argument(
-        "-ext", dest="ext", action="append", default=[], metavar="san=...",
-        help="keytool's form: -ext san=dns:localhost,ip:127.0.0.1",
+        "--ext", "-ext", dest="ext", action="append", default=[], metavar="EXT",
+        help="keytool's extensions: bc:c (a CA's key pair), ku=..., eku=..., "
+        "san=dns:localhost,ip:127.0.0.1 (repeat)",
     )  # fmt: skip
     genkey.add_argument(
         "--days", "--validity", "-validity", dest="days",

@@ -62,7 +62,6 @@ from ._storeio import (
     _write_export,
     _write_stdout,
     opening_password,
-    parse_ext_san,
     same_file,
 )
 
@@ -237,6 +236,28 @@ def ask_dname(out: Output) -> str:
     raise UsageError('too many retries: pass --dname "CN=name, O=org"')
 
 
+def _genkey_extensions(values: list[str], sans: list[str]) -> list[x509.Extension[Any]]:
+    """keytool's ``-ext`` values for ``-genkeypair`` (``bc:c`` for a CA's key pair,
+    ``ku=...``, ``eku=...``, ``san=...``), with ``--san``'s names merged into an
+    ``-ext san``."""
+    from .._issuing import parse_ext  # noqa: PLC0415 - only when -ext is given
+    from .._keygen import parse_sans  # noqa: PLC0415
+
+    if not values:
+        return []
+    try:
+        extensions, honored = parse_ext(values)
+        if honored:
+            raise UsageError("-ext honored=all copies a request's extensions: it is for gencert")
+        for at, extension in enumerate(extensions):
+            if isinstance(extension.value, x509.SubjectAlternativeName) and sans:
+                merged = x509.SubjectAlternativeName([*extension.value, *parse_sans(sans)])
+                extensions[at] = x509.Extension(extension.oid, extension.critical, merged)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return extensions
+
+
 def cmd_genkey(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
     """``mtls genkey``: a key pair and self-signed certificate, like ``keytool -genkeypair``."""
     path = Path(args.keystore)
@@ -244,7 +265,9 @@ def cmd_genkey(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
     password = store_password(args, path, new=not exists)
     key_password = optional_key_password(args)
     sans = [s for value in args.san for s in value.split(",") if s.strip()]
-    sans += parse_ext_san(args.ext)
+    extensions = _genkey_extensions(args.ext, sans)
+    if extensions and any(isinstance(e.value, x509.SubjectAlternativeName) for e in extensions):
+        sans = []  # merged into -ext san's
     if exists:
         store, key_password = _open_to_add(path, password, key_password, out, "-genkeypair")
         kind = _existing_type(store, path, args.store_type)
@@ -276,6 +299,7 @@ def cmd_genkey(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
             curve=curve,
             days=args.days,
             san=sans,
+            extensions=extensions,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
@@ -677,6 +701,8 @@ def cmd_changealias(args: argparse.Namespace, out: Output, logs: LogCollector) -
     new: str = args.dest_alias
     if not new:
         raise UsageError("--dest-alias must not be empty")
+    if new == old and old in store:  # keytool: "Destination alias <a> already exists" (h234)
+        raise CLIError(f"{path}: the destination alias {new!r} is the entry's own: give another")
     store.rename(old, new)
     _write_back(store, path, password, kind, key_password)
     out.line(f"Renamed {old} to {_as_stored(new, kind)} in {path} ({kind})")

@@ -172,8 +172,13 @@ def test_changealias_renames_an_entry_and_keeps_its_key(
     assert "alias 'OLD' already exists" in taken.stderr
     missing = fails(1, "changealias", "--keystore", path, "--alias", "nope", "--dest-alias", "x")
     assert "no entry with alias 'nope'" in missing.stderr
+    # Its own alias: keytool says "Destination alias <gw> already exists" (mtls renamed
+    # "gw to gw", exit 0, h234).
+    itself = fails(1, "changealias", "--keystore", path, "--alias", "gw", "--dest-alias", "gw")
+    assert "is the entry's own" in itself.stderr
     assert path.read_bytes() == before
-    ok("-changealias", "-keystore", path, "-alias", "gw", "-destalias", "gw-2026")
+    # keytool's -noprompt, which scripts pass to every command, was exit 2 (h234).
+    ok("-changealias", "-keystore", path, "-alias", "gw", "-destalias", "gw-2026", "-noprompt")
     ok("changealias", "--keystore", path, "--alias", "partner", "--dest-alias", "partner-ca")
     listed = run_keytool(any_keytool, "-list", "-keystore", str(path), "-storepass", PASSWORD)
     assert "gw-2026, " in listed and "partner-ca, " in listed and "\ngw, " not in listed
@@ -445,3 +450,18 @@ def test_a_new_password_is_counted_in_javas_characters(tmp_path: Path, jdk_keyto
     new = "\U0001f511\U0001f511\U0001f511"
     ok("storepasswd", "--keystore", path, "--password", PASSWORD, "--new-password", new)
     assert "gw, " in run_keytool(jdk_keytool, "-list", "-keystore", str(path), "-storepass", new)
+
+
+def test_keytools_noprompt_is_taken_by_every_keytool_command(tmp_path: Path) -> None:
+    """keytool takes -noprompt with any command, and scripts pass it everywhere: mtls
+    refused it (exit 2, "unrecognized arguments") but for import and convert (h234)."""
+    store = ("-keystore", tmp_path / "np.p12", "-storepass", PASSWORD)
+    ok("-genkeypair", *store, "-alias", "a", "-dname", "CN=a", "-keyalg", "EC", "-noprompt")
+    ok("-list", *store, "-noprompt")
+    ok("-exportcert", *store, "-alias", "a", "-file", tmp_path / "a.crt", "-noprompt")
+    ok("-certreq", *store, "-alias", "a", "-file", tmp_path / "a.csr", "-noprompt")
+    ok("-printcert", "-file", tmp_path / "a.crt", "-noprompt")
+    ok("-printcertreq", "-file", tmp_path / "a.csr", "-noprompt")
+    ok("-storepasswd", *store, "-new", PASSWORD + "-2", "-noprompt")
+    ok("-delete", "-keystore", tmp_path / "np.p12", "-storepass", PASSWORD + "-2", "-alias",
+       "a", "-noprompt")  # fmt: skip
