@@ -22,11 +22,12 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
-from . import _der, _x509
+from . import _dates, _der, _x509
 from ._entries import KeyEntry
 from ._errors import KeystoreFormatError
 from ._files import read_input
 from ._keygen import parse_sans
+from ._log import log
 from ._pem import base64_body, pem_blocks
 from ._readers import _der_signed, open_error
 from ._renewal import _Cert, digest_for, signing_key
@@ -174,10 +175,11 @@ _GENERAL_NAME_TYPES = ("EMAIL", "URI", "DNS", "IP", "OID")
 
 
 def parse_ext(values: Iterable[str]) -> tuple[list[x509.Extension[x509.ExtensionType]], bool]:
-    """keytool's ``-ext`` values for ``-gencert`` (``bc:c``, ``bc=ca:true,pathlen:0``,
-    ``ku=digitalSignature,keyEncipherment``, ``eku=serverAuth,clientAuth``,
-    ``san=dns:a,ip:b``, ``honored=all``): the extensions, and whether every requested
-    extension is honoured. ``:c``/``:critical`` after the name marks one critical.
+    """keytool's ``-ext`` values for ``-gencert`` and ``-genkeypair`` (``bc:c``,
+    ``bc=ca:true,pathlen:0``, ``ku=digitalSignature,keyEncipherment``,
+    ``eku=serverAuth,clientAuth``, ``san=dns:a,ip:b``, ``honored=all``): the
+    extensions, and whether every requested extension is honoured. ``:c``/``:critical``
+    after the name marks one critical.
 
     Raises:
         ValueError: an extension keytool has that this does not (``ian``, ``aia``,
@@ -202,8 +204,8 @@ def parse_ext(values: Iterable[str]) -> tuple[list[x509.Extension[x509.Extension
         kind = _find_one(name, _EXT_NAMES, value)
         if kind not in _MADE:
             raise ValueError(
-                f"-ext {value!r}: mtls gencert takes bc, ku, eku, san and honored=all; make "
-                "other extensions with keytool -gencert"
+                f"-ext {value!r}: mtls takes bc, ku, eku and san (and honored=all for "
+                "gencert); make other extensions with keytool"
             )
         if sep and not rest:
             raise ValueError(f"-ext {value!r}: give a value after '='")
@@ -342,6 +344,43 @@ def _eku(part: str, value: str) -> x509.ObjectIdentifier:
 # --------------------------------------------------------------------------- signing
 
 
+def issuer_warnings(
+    issuer: x509.Certificate, issuer_der: bytes, leaf: x509.Certificate
+) -> list[str]:
+    """What TLS peers will say of ``leaf``, which ``issuer`` signed, in words: an issuer
+    that is no CA certificate, or whose key usage forbids signing certificates (every
+    OpenSSL- and Java-based peer refuses what it signs), a certificate that outlives its
+    issuer, an issuer expired. keytool -gencert signs all of these without a word."""
+    name = _x509.name_text(issuer.subject)
+    found: list[str] = []
+    constraints = _x509.extension(issuer, x509.BasicConstraints, issuer_der)
+    if constraints is None or not constraints.ca:
+        found.append(
+            f"the issuer {name} is not a CA certificate (no basicConstraints CA:true): "
+            "OpenSSL and Java peers refuse what it signs ('invalid CA certificate'); make "
+            "the CA's key pair with Keystore.generate(..., ca=True), mtls genkey -ext bc:c "
+            "or keytool -genkeypair -ext bc:c"
+        )
+    usage = _x509.extension(issuer, x509.KeyUsage, issuer_der)
+    if usage is not None and not usage.key_cert_sign:
+        found.append(
+            f"the issuer {name} has a key usage without keyCertSign: OpenSSL, Java, Go "
+            "and GnuTLS peers refuse what it signs ('key usage does not include "
+            "certificate signing'); have it issued again with -ext ku:c=keyCertSign,cRLSign"
+        )
+    ends, issuer_ends = _dates.not_after(leaf), _dates.not_after(issuer)
+    if ends > issuer_ends:
+        when = "%Y-%m-%d %H:%M UTC"
+        found.append(
+            f"the certificate is valid until {ends.strftime(when)}, after its issuer "
+            f"{name} expires ({issuer_ends.strftime(when)}): peers refuse it from then; "
+            "give it fewer days (--validity) or renew the CA first"
+        )
+    elif issuer_ends < _dt.datetime.now(_dt.UTC):
+        found.append(f"the issuer {name} has expired: peers refuse what it signs")
+    return found
+
+
 def sign_request(
     entry: KeyEntry,
     request: bytes,
@@ -360,7 +399,8 @@ def sign_request(
     The extensions: the request's subject alternative names (every requested
     extension with ``honored``), then ``extensions`` over them, then a subject key
     identifier and an authority key identifier (the issuer's own subject key
-    identifier, or one made from its key), as keytool writes them.
+    identifier, or one made from its key), as keytool writes them. What peers will
+    refuse of it (:func:`issuer_warnings`) is logged as a WARNING.
 
     Returns:
         The new certificate, then the issuer's chain without self-signed
@@ -413,6 +453,8 @@ def sign_request(
     for extension in chosen.values():
         builder = builder.add_extension(extension.value, critical=extension.critical)
     certificate = builder.sign(key, digest_for(key))
+    for problem in issuer_warnings(issuer.cert, issuer.der, certificate):
+        log.warning("%s", problem)
     # keytool writes the issuer's chain after the certificate, self-signed ones left out.
     issuers = [issuer.cert] if not issuer.self_signed else []
     for der in entry.chain_der[1:]:

@@ -301,6 +301,15 @@ class _StoreBase:
         raise ValueError(f"encoding must be 'PEM' or 'DER', not {encoding!r}")
 
 
+# What Keystore.generate(ca=True) gives a CA's certificate: it signs certificates and
+# CRLs, and its own OCSP answers (digitalSignature).
+_CA_KEY_USAGE: Final = x509.KeyUsage(
+    digital_signature=True, content_commitment=False, key_encipherment=False,
+    data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
+    encipher_only=False, decipher_only=False,
+)  # fmt: skip
+
+
 class Keystore(_StoreBase):
     """Identities: private keys with their certificate chains, plus any trusted entries.
 
@@ -507,6 +516,8 @@ class Keystore(_StoreBase):
         curve: str | None = None,
         days: int = 365,
         san: Iterable[str] = (),
+        ca: bool = False,
+        extensions: Iterable[x509.Extension[x509.ExtensionType]] = (),
     ) -> Self:
         """A new keystore with one self-signed key entry, like ``keytool -genkeypair``.
 
@@ -524,16 +535,24 @@ class Keystore(_StoreBase):
                 in the year 9999).
             san: subject alternative names: ``"DNS:name"``, ``"IP:addr"``,
                 ``"email:addr"``, or a bare name or address.
+            ca: make a CA's certificate (keytool's ``-ext bc:c``): basicConstraints
+                CA:true and a key usage of keyCertSign, cRLSign and digitalSignature,
+                both critical. A certificate without CA:true that signs others
+                (:meth:`sign_request`) makes chains OpenSSL and Java peers refuse.
+            extensions: cryptography ``x509.Extension`` objects, over those above (one
+                per type: a basicConstraints given here replaces ``ca``'s).
 
         Raises:
             ValueError: an unknown key type, curve, a ``key_size`` or ``curve`` the key
                 type does not take (or an EC size and curve that disagree), a malformed
                 subject or SAN, or ``days`` out of range.
+            TypeError: an ``extensions`` item that is not an ``x509.Extension``.
         """
         store = cls()
         store.add_generated_key(
-            alias, subject, key_type=key_type, key_size=key_size, curve=curve, days=days, san=san
-        )
+            alias, subject, key_type=key_type, key_size=key_size, curve=curve, days=days,
+            san=san, ca=ca, extensions=extensions,
+        )  # fmt: skip
         return store
 
     def add_generated_key(
@@ -546,12 +565,23 @@ class Keystore(_StoreBase):
         curve: str | None = None,
         days: int = 365,
         san: Iterable[str] = (),
+        ca: bool = False,
+        extensions: Iterable[x509.Extension[x509.ExtensionType]] = (),
     ) -> None:
         """Add a self-signed key entry to this keystore (see :meth:`generate`).
 
         Raises:
             ValueError: as for :meth:`generate`.
+            TypeError: as for :meth:`generate`.
         """
+        check_flag("ca", ca)
+        given = list(extensions)
+        for extension in given:
+            if not isinstance(extension, x509.Extension):
+                raise TypeError(
+                    "extensions takes cryptography x509.Extension objects (x509.Extension("
+                    f"oid, critical, value)), not {type(extension).__name__}"
+                )
         if type(days) is not int or not 1 <= days <= MAX_DAYS:  # bool and float too
             # 0 made a certificate expired at birth; beyond, a date past the year 9999.
             raise ValueError(
@@ -569,11 +599,20 @@ class Keystore(_StoreBase):
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - _dt.timedelta(minutes=5))
             .not_valid_after(now + _dt.timedelta(days=days))
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
         )
+        chosen: dict[x509.ObjectIdentifier, tuple[x509.ExtensionType, bool]] = {}
+        ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+        chosen[ski.oid] = (ski, False)
         names = parse_sans(san)
         if names:
-            builder = builder.add_extension(x509.SubjectAlternativeName(names), False)
+            chosen[x509.SubjectAlternativeName.oid] = (x509.SubjectAlternativeName(names), False)
+        if ca:
+            chosen[x509.BasicConstraints.oid] = (x509.BasicConstraints(True, None), True)
+            chosen[x509.KeyUsage.oid] = (_CA_KEY_USAGE, True)
+        for extension in given:
+            chosen[extension.oid] = (extension.value, extension.critical)
+        for value, critical in chosen.values():
+            builder = builder.add_extension(value, critical)
         cert = builder.sign(key, keytool_digest(key))
         self.add_key(alias, key, [cert])
 

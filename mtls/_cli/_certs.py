@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from .. import _dates, _x509
+from .. import _x509
 from .._errors import KeyEntryError, KeystoreFormatError
 from .._files import MAX_INPUT_BYTES, read_input
 from .._stores import Keystore
@@ -175,7 +175,6 @@ def cmd_gencert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
         raise CLIError(str(exc)) from None
     encoding = serialization.Encoding.PEM if args.rfc else serialization.Encoding.DER
     issued = b"".join(cert.public_bytes(encoding) for cert in chain)
-    _issuer_warnings(out, store, alias, chain[0])
     if args.outfile:
         target = _write_export(
             Path(args.outfile), issued, what="certificate", reads=(signer,), force=args.force
@@ -199,39 +198,6 @@ def cmd_gencert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
         _write_stdout(out, issued)
     _show_warnings(out, logs)
     return EXIT_OK
-
-
-def _issuer_warnings(
-    out: Output, store: Keystore, alias: str | None, leaf: x509.Certificate
-) -> None:
-    """What peers will say of a certificate this issuer signed, said now."""
-    from .._crl import _extension  # noqa: PLC0415
-
-    issuer = _x509.load_cert(store.key_entry(alias)[2][0])
-    constraints = _extension(issuer, x509.BasicConstraints)
-    name = issuer.subject.rfc4514_string()
-    if constraints is None or not constraints.ca:
-        out.warn(
-            f"the issuer {name} is not a CA certificate (no basicConstraints CA:true): "
-            "OpenSSL and Java peers refuse what it signs; make the CA's key pair with "
-            "-ext bc:c (mtls genkey cannot yet: keytool -genkeypair -ext bc:c)"
-        )
-    usage = _extension(issuer, x509.KeyUsage)
-    if usage is not None and not usage.key_cert_sign:
-        out.warn(
-            f"the issuer {name} has a key usage without keyCertSign: OpenSSL, Java, Go "
-            "and GnuTLS peers refuse what it signs ('key usage does not include "
-            "certificate signing'); have it issued again with -ext ku:c=keyCertSign,cRLSign"
-        )
-    if _dates.not_after(leaf) > _dates.not_after(issuer):
-        when = "%Y-%m-%d %H:%M UTC"
-        out.warn(
-            f"the certificate is valid until {_dates.not_after(leaf).strftime(when)}, after "
-            f"its issuer {name} expires ({_dates.not_after(issuer).strftime(when)}): peers "
-            "refuse it from then; give a shorter --validity or renew the CA first"
-        )
-    elif _dates.not_after(issuer) < now():
-        out.warn(f"the issuer {name} has expired: peers refuse what it signs")
 
 
 # --------------------------------------------------------------------------- print

@@ -545,3 +545,34 @@ def test_printcrl_says_a_delta_crl_is_one(tmp_path: Path) -> None:
     assert "delta CRL" not in plain.stdout
     document = json.loads(ok("printcrl", "--file", complete_file, "--json").stdout)
     assert document["crls"][0]["delta_of"] is None
+
+
+def test_genkey_makes_a_ca_key_pair_with_keytools_ext(tmp_path: Path, jdk_keytool: JDK) -> None:
+    """gencert's warning said "mtls genkey cannot yet" make a CA's key pair (h234):
+    ``-ext bc:c`` makes one, as keytool -genkeypair does, and what it signs draws no
+    warning. The twin: without it, the warning. ``ku`` and ``eku`` are taken as gencert
+    takes them; ``honored=all`` is gencert's and refused."""
+    for ext, warned in ((("-ext", "bc:c"), False), ((), True)):
+        ca = tmp_path / f"ca{len(ext)}.p12"
+        ok("genkey", "--keystore", ca, "--alias", "ca", "--dname", "CN=my CA", "--key-type",
+           "EC", *ext)  # fmt: skip
+        listed = run_keytool(jdk_keytool, "-list", "-v", "-keystore", str(ca), "-storepass",
+                             PASSWORD)  # fmt: skip
+        assert ("CA:true" in listed) is not warned
+        gw = tmp_path / f"gw{len(ext)}.p12"
+        ok("genkey", "--keystore", gw, "--alias", "gw", "--dname", "CN=gw", "--key-type", "EC")
+        ok("certreq", "--keystore", gw, "--file", tmp_path / "gw.csr")
+        run = mtls_run("gencert", "--keystore", ca, "--infile", tmp_path / "gw.csr",
+                       "--outfile", tmp_path / "gw.der")  # fmt: skip
+        assert run.code == 0, run.stderr
+        assert ("is not a CA certificate" in run.stderr) is warned, run.stderr
+    ok("genkey", "--keystore", tmp_path / "client.p12", "--alias", "c", "--dname", "CN=c",
+       "-ext", "ku:c=digitalSignature", "-ext", "eku=clientAuth", "-ext", "san=dns:c.example",
+       "--san", "DNS:c2.example")  # fmt: skip
+    cert = mtls.Keystore.load(tmp_path / "client.p12", PASSWORD).certificate("c")
+    assert cert.extensions.get_extension_for_class(x509.KeyUsage).critical
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["c.example", "c2.example"]
+    refused = fails(2, "genkey", "--keystore", tmp_path / "h.p12", "--alias", "h",
+                    "--dname", "CN=h", "-ext", "honored=all")  # fmt: skip
+    assert "it is for gencert" in refused.stderr

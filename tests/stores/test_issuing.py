@@ -303,3 +303,59 @@ def test_keytools_abbreviations_are_taken_as_keytool_takes_them() -> None:
     assert not plain.value.ca
     (number,), _ = parse_ext(["bc=2"])
     assert number.value.ca and number.value.path_length == 2
+
+
+@pytest.mark.parametrize("ca", [True, False], ids=["ca=True", "no CA"])
+def test_the_documented_internal_ca_signs_chains_openssl_peers_accept(
+    ca: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """docs/keystores.md's CA's side: Keystore.generate made no CA certificate (no
+    basicConstraints CA:true), sign_request signed with it without a word, and every
+    OpenSSL peer refused the chain ("invalid CA certificate", h234). ``ca=True`` makes
+    a CA's certificate, whose chains a real handshake accepts; without it, the twin,
+    the signature is logged as refused by peers, and a real server refuses it."""
+    issuer = mtls.Keystore.generate("ca", "CN=Acme Internal CA", key_type="EC", ca=ca)
+    cert = issuer.certificate("ca")
+    if ca:
+        constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints)
+        assert constraints.critical and constraints.value.ca
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage)
+        assert usage.critical and usage.value.key_cert_sign and usage.value.crl_sign
+    gateway = mtls.Keystore.generate("gateway", "CN=gateway.example", key_type="EC")
+    caplog.set_level("WARNING", logger="mtls")
+    reply = issuer.sign_request(gateway.certificate_request(), "ca", days=90)
+    refused = [r.getMessage() for r in caplog.records if "is not a CA certificate" in r.message]
+    assert bool(refused) is not ca, refused
+    gateway.install_reply("gateway", list(reply), trust=[cert])
+    server_ca = CA()
+    ctx = mtls.client_context(gateway, server_ca.truststore())
+    anchors = mtls.Truststore()
+    anchors.add("ca", cert)
+    with MTLSServer(server_ca.issue_cert("localhost", "127.0.0.1"), client_ca=anchors) as server:
+        if ca:
+            assert whoami(ctx, server.port)["client_cn"] == "gateway.example"
+        else:
+            with pytest.raises((OSError, ConnectionError)):
+                whoami(ctx, server.port)
+
+
+def test_generated_extensions_replace_those_of_the_same_type_and_must_be_extensions() -> None:
+    """``extensions`` go over ``ca``'s and ``san``'s, one per type; anything but an
+    ``x509.Extension`` is a TypeError saying what to give."""
+    pathlen = x509.BasicConstraints(ca=True, path_length=0)
+    eku = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH])
+    store = mtls.Keystore.generate(
+        "ca", "CN=ca", key_type="EC", ca=True, san=["DNS:ca.example"],
+        extensions=[x509.Extension(pathlen.oid, True, pathlen), x509.Extension(eku.oid, False, eku)],
+    )  # fmt: skip
+    extensions = store.certificate("ca").extensions
+    assert extensions.get_extension_for_class(x509.BasicConstraints).value.path_length == 0
+    assert extensions.get_extension_for_class(x509.ExtendedKeyUsage).value == eku
+    assert extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign
+    san = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["ca.example"]
+    assert len({e.oid for e in extensions}) == len(list(extensions))
+    with pytest.raises(TypeError, match=r"x509\.Extension objects"):
+        mtls.Keystore.generate("x", "CN=x", extensions=[pathlen])  # type: ignore[list-item]
+    with pytest.raises(TypeError):
+        mtls.Keystore.generate("x", "CN=x", ca="yes")  # type: ignore[arg-type]
