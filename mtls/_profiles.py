@@ -1169,7 +1169,12 @@ class SSLProfileSet:
             if key not in no_anchor:
                 trust = served.truststore
                 no_anchor[key] = (
-                    refusal(None, anchor_dates(served.anchors(), trust.anchors_der), now)
+                    refusal(
+                        None,
+                        anchor_dates(served.anchors(), trust.anchors_der),
+                        now,
+                        role=self._identity,
+                    )
                     if trust is not None
                     else None
                 )
@@ -1198,7 +1203,7 @@ class SSLProfileSet:
                     tuple(certificate(a) for a in every[: ProfileSetStatus.ANCHORS_SHOWN]),
                     # The certificate served, whatever its dates (status() judges
                     # dates no parser reads by its DER, h202).
-                    refusal(who, None, now, presented=served.presented())
+                    refusal(who, None, now, role=self._identity, presented=served.presented())
                     or anchors_refused(served),
                 )
                 certificates[id(served)] = made

@@ -176,6 +176,31 @@ def test_a_server_certificate_is_judged_as_a_server_certificate(
         assert call(port, ca, stores["client"]) == b"gateway"
 
 
+@pytest.mark.parametrize("usage", ["serverAuth", "clientAuth"])
+def test_status_judges_the_servers_certificate_as_a_servers(tmp_path: Path, usage: str) -> None:
+    """status() behind server_credentials judged the certificate by a client's rule: a
+    serverAuth-only server certificate (the usual one) was unhealthy for its whole life,
+    "lacks clientAuth", and a clientAuth-only one (which a first load serves, having
+    nothing else, and every client refuses) was healthy (h233). The twin is the other
+    usage."""
+    server_ca, client_ca = CA(name="server CA"), CA(name="client CA")
+    identity = server_ca.issue_cert(
+        "localhost", server_auth=usage == "serverAuth", client_auth=usage == "clientAuth"
+    )
+    keystore = write_keystore(tmp_path / "server.jks", identity)
+    truststore = write_truststore(tmp_path / "clients.jks", client_ca)
+    with server_credentials(keystore, truststore, reload_interval=None) as credentials:
+        status = credentials.profile_set.status()
+        if usage == "serverAuth":
+            assert status.healthy, status.profiles[0].refused
+            with grpc_server(credentials) as (port, _):
+                assert call(port, server_ca, client_ca.issue_cert("gateway")) == b"gateway"
+        else:
+            assert not status.healthy
+            refused = status.profiles[0].refused or ""
+            assert "the server certificate" in refused and "lacks serverAuth" in refused
+
+
 def test_keystore_rotation_reaches_the_next_handshake(
     tmp_path: Path, stores: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
