@@ -589,6 +589,45 @@ def test_a_store_caught_empty_mid_copy_is_read_again_not_refused(
     assert cn_seen(profiles, backend.port) == "gen-2"
 
 
+def test_a_store_truncated_before_its_times_move_is_still_being_written(
+    setup, backend, ca, caplog, monkeypatch
+):
+    """On ext4, a write in place (keytool -importkeystore into the live file, cp,
+    open('wb')) shows the truncate's size 0 about 1 ms before the file's times move: a
+    check in that window saw an empty file last changed long ago, not one emptied just
+    now, and refused it ("the file is empty ... a write that did not finish?") at
+    WARNING, status() unhealthy, until the next check (h233). The window is made here
+    by stat showing the times the file had with its bytes while its size is 0 (its
+    times also shown an hour old, so that "emptied just now" cannot explain it)."""
+    xml, keystore, _ = setup
+    real_stat_keys = _reading.stat_keys
+    hour = 3_600_000_000_000
+    held: dict[str, tuple[int, int]] = {}
+
+    def lagging(named):
+        keys = real_stat_keys(named)
+        out = []
+        for (_, name), key in zip(named, keys, strict=True):
+            if name == str(keystore) and len(key) == 5:
+                if key[0]:
+                    held[name] = (key[1] - hour, key[2] - hour)
+                out.append((key[0], *held[name], *key[3:]))
+            else:
+                out.append(key)
+        return out
+
+    monkeypatch.setattr(_reading, "stat_keys", lagging)
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    keystore.write_bytes(b"")  # in place; the times shown are those it had with bytes
+    with caplog.at_level(logging.INFO, logger="mtls"):
+        assert profiles.reload() is False
+        assert profiles.last_error is None and profiles.status().healthy
+    assert "still being written" in caplog.text and "is empty" not in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    keystore.write_bytes(jks(ca, "gen-2"))  # the write completes
+    assert profiles.reload() is True and cn_seen(profiles, backend.port) == "gen-2"
+
+
 def test_empty_truststore_replacement_is_refused(setup, backend):
     xml, _, trust = setup
     profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
