@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 
 from .. import _dates, _x509
 from .._entries import fold
-from .._errors import KeyEntryError, KeystoreFormatError, WrongPasswordError
+from .._errors import KeyEntryError, KeystoreFormatError, MTLSError, WrongPasswordError
 from .._files import atomic_write, read_input
 from .._keygen import key_shape
 from .._readers import detect_format, says_what_it_is
@@ -725,28 +725,43 @@ def _entries(store: Keystore, only: str | None) -> list[dict[str, Any]]:
     return entries
 
 
+def _password_less(path: Path) -> Keystore | None:
+    """The PKCS#12 at ``path`` read without a password when it is in the JDK's
+    password-less form (no integrity check, nothing encrypted: ``KeyStore.store(out,
+    null)``, ``keystore.pkcs12.*=NONE``), as keytool -list reads one given none: mtls
+    asked for a password it needs none of (h235). ``None``: it needs one."""
+    try:
+        store = Keystore.inspect(path, None)
+    except MTLSError:
+        return None
+    return store if store.passwordless else None
+
+
 def cmd_list(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
     """``mtls list``: every entry, like ``keytool -list -v`` but compact; ``--json`` too."""
     path = Path(args.keystore)
     fmt = _sniff(path)
-    needs_password = fmt not in ("PEM", "DER")
-    try:
-        password = resolve_password(
-            args.password,
-            env=ENV_STORE_PASSWORD,
-            option="--password",
-            what=f"the store password of {path}",
-            prompt="Enter keystore password: ",
-            required=needs_password,
-        )
-    except UsageError as exc:
-        if fmt not in ("JKS", "JCEKS"):
-            raise
-        raise UsageError(
-            f"{exc}; or pass --password '' to list it without its integrity check, as "
-            "keytool -list does without one"
-        ) from None
-    store = _inspected(path, fmt, password, out)
+    store = None
+    if fmt == "PKCS12" and args.password is None and not os.environ.get(ENV_STORE_PASSWORD):
+        store = _password_less(path)
+    if store is None:
+        try:
+            password = resolve_password(
+                args.password,
+                env=ENV_STORE_PASSWORD,
+                option="--password",
+                what=f"the store password of {path}",
+                prompt="Enter keystore password: ",
+                required=fmt not in ("PEM", "DER"),
+            )
+        except UsageError as exc:
+            if fmt not in ("JKS", "JCEKS"):
+                raise
+            raise UsageError(
+                f"{exc}; or pass --password '' to list it without its integrity check, as "
+                "keytool -list does without one"
+            ) from None
+        store = _inspected(path, fmt, password, out)
     entries = _entries(store, args.alias)
     # What mtls reads that keytool and WSO2's gateway do not (an unencrypted keyBag, a
     # PBMAC1 integrity check, ...): mtls check fails on these; a listing says them.

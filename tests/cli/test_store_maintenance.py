@@ -465,3 +465,25 @@ def test_keytools_noprompt_is_taken_by_every_keytool_command(tmp_path: Path) -> 
     ok("-storepasswd", *store, "-new", PASSWORD + "-2", "-noprompt")
     ok("-delete", "-keystore", tmp_path / "np.p12", "-storepass", PASSWORD + "-2", "-alias",
        "a", "-noprompt")  # fmt: skip
+
+
+def test_list_reads_a_password_less_pkcs12_without_a_password_as_keytool(
+    tmp_path: Path, any_keytool: JDK
+) -> None:
+    """A PKCS#12 in the JDK's password-less form (KeyStore.store(out, null)) is listed
+    by keytool given no password; mtls list asked for one, exit 2 (h235). The twin: a
+    store with an integrity check still needs its password."""
+    ca = CA()
+    open_store = tmp_path / "open.p12"
+    ca.truststore().save(open_store, PASSWORD, store_type="PKCS12", passwordless=True)
+    listed = subprocess.run(
+        [any_keytool.keytool, "-list", "-keystore", str(open_store)],
+        capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False,
+    )  # fmt: skip
+    assert "trustedCertEntry" in listed.stdout, listed.stdout + listed.stderr
+    run = ok("list", "--keystore", open_store, password_env=False)
+    assert "ca  trustedCertEntry" in run.stdout
+    closed = tmp_path / "closed.p12"
+    ca.truststore().save(closed, PASSWORD, store_type="PKCS12")
+    needs = fails(2, "list", "--keystore", closed, password_env=False)
+    assert "the store password of" in needs.stderr
