@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
+from .._config import parse_server
+from .._errors import MTLSError
 from .._secret import Secret, reveal
 from .._writers import check_store_type
 from ._ca import CA, IssuedIdentity
@@ -38,12 +40,19 @@ def _servers_text(servers: MTLSServer | str | Iterable[str]) -> str:
 
 
 def _entry(text: str) -> str:
-    """A ``<servers>`` entry as given; a URL refused (a profile that could not load)."""
+    """A ``<servers>`` entry as given, after the profile reader's own check of each of
+    its comma-separated items: a URL or an entry without a port (a profile that could
+    not load, found only when the file is read, h234) is refused here."""
     if "://" in text:
         raise ValueError(
             f"servers take host:port entries, not a URL ({text!r}): pass the MTLSServer "
             "itself, or f'{server.host}:{server.port}'"
         )
+    for item in text.split(","):
+        try:
+            parse_server(item)
+        except MTLSError as exc:
+            raise ValueError(f"servers: {exc} (give host:port, or the MTLSServer)") from None
     return text
 
 

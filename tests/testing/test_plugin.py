@@ -300,6 +300,12 @@ def test_write_profiles_file_without_stores(tmp_path):
     assert sorted(os.listdir(tmp_path / "p")) == ["sslprofiles.xml"]
     with pytest.raises(ValueError, match="servers"):
         write_profiles_file(tmp_path, [], identity=None, ca=None)
+    # An entry without a port never matches (WSO2 ignores it): the file was written, and
+    # refused only when read (h234). Said where it is written now.
+    for entry in ("localhost", ["a:1", "localhost"], "a:1,,b:2"):
+        with pytest.raises(ValueError, match="no port|empty entry"):
+            write_profiles_file(tmp_path / "q", entry, identity=None, ca=None)
+    assert not (tmp_path / "q").exists()
     with pytest.raises(ValueError, match="store_type"):
         write_profiles_file(tmp_path, "h:1", identity=None, ca=None, store_type="PEM")  # type: ignore[arg-type]
 
