@@ -1040,11 +1040,18 @@ def _parse_pkcs12(
                 path=path,
             )
         chain = index_of.chain_from(leaf_at)
-        alias = unnamed.alias(key.alias, certs[leaf_at].alias, number=key.number)
         registered = key.order and (key.local_key_id is not None or shrouded == 1)
-        # Java names a key by its own friendlyName, else its number (mtls by the
-        # certificate's friendlyName then, as Windows names the two bags apart).
+        # Java names a key by its own friendlyName, else its number ("1"): so does mtls,
+        # a profile's <KeyAlias> being read by Java too (the certificate's friendlyName
+        # passed `mtls check` where WSO2's gateway found no such entry, and Java's name
+        # failed here, h235). A key Java does not list as an entry is named by its
+        # certificate's friendlyName then, as Windows names the two bags apart.
         java = (key.alias if key.alias is not None else str(key.number)) if registered else None
+        alias = (
+            java
+            if java is not None
+            else unnamed.alias(key.alias, certs[leaf_at].alias, number=key.number)
+        )
         keys.append((key.order, java, KeyEntry(alias, key.pkcs8_der, tuple(chain))))
         if key.plain:
             notes.append(

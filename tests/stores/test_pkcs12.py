@@ -245,6 +245,70 @@ def _keyed(identity: IssuedIdentity, name: bytes | None) -> bytes:
     )
 
 
+def _certificate_named_key_not(identity: IssuedIdentity, name: str) -> bytes:
+    """A PKCS#12 under JAVA_PW whose key bag has no friendlyName and whose certificate
+    bag has ``name`` (both with the key's localKeyId; the certificate unencrypted)."""
+    infos = _authenticated_safe(_keyed(identity, None))
+    key_bag_oid = _der.encode_oid("1.2.840.113549.1.12.10.1.2")
+    (keyed,) = [info for info in infos if key_bag_oid in info]
+    content = _der.read_single(keyed, _der.SEQUENCE).children()[1].children()[0]
+    key_bag = _der.read_single(content.value, _der.SEQUENCE).children()[0]
+    local_key_id = next(
+        attribute.children()[1].children()[0].value
+        for attribute in key_bag.children()[2].children()
+        if attribute.children()[0].value == _der.encode_oid("1.2.840.113549.1.9.21")[2:]
+    )
+
+    def attribute(oid: str, value: bytes) -> bytes:
+        return _der.encode(_der.SEQUENCE, _der.encode_oid(oid) + _der.encode(0x31, value))
+
+    der = identity.certificate.public_bytes(serialization.Encoding.DER)
+    cert_bag = _der.encode(
+        _der.SEQUENCE,
+        _der.encode_oid("1.2.840.113549.1.12.10.1.3")
+        + _der.encode(
+            0xA0,
+            _der.encode(
+                _der.SEQUENCE,
+                _der.encode_oid("1.2.840.113549.1.9.22.1")
+                + _der.encode(0xA0, _der.encode(_der.OCTET_STRING, der)),
+            ),
+        )
+        + _der.encode(
+            0x31,
+            attribute("1.2.840.113549.1.9.20", _der.encode(0x1E, name.encode("utf-16-be")))
+            + attribute("1.2.840.113549.1.9.21", _der.encode(_der.OCTET_STRING, local_key_id)),
+        ),
+    )
+    safe = _der.encode(_der.SEQUENCE, cert_bag)
+    certs = _der.encode(
+        _der.SEQUENCE,
+        _der.encode_oid("1.2.840.113549.1.7.1")
+        + _der.encode(0xA0, _der.encode(_der.OCTET_STRING, safe)),
+    )
+    return _pfx([keyed, certs], JAVA_PW)
+
+
+@pytest.mark.keytool
+def test_a_key_bag_without_a_name_is_named_as_java_names_it(
+    jdk_keytool: JDK, tmp_path: Path
+) -> None:
+    """Java names a key entry by its key bag's friendlyName, else by its number ("1"),
+    never by its certificate's: mtls named it by the certificate's, so `mtls check`
+    passed a profile whose <KeyAlias> WSO2's gateway cannot find, and refused the one
+    it can (h235). The twin: with the key bag named, that name."""
+    identity = CA().issue_cert("client")
+    path = tmp_path / "named-apart.p12"
+    path.write_bytes(_certificate_named_key_not(identity, "client"))
+    listed = keytool_list(jdk_keytool, path, JAVA_PW)
+    assert {a for a, e in listed.items() if e.entry_type == "PrivateKeyEntry"} == {"1"}
+    assert mtls.Keystore.load(path, JAVA_PW).key_aliases == ("1",)
+    assert mtls.Keystore.inspect(path, JAVA_PW).key_aliases == ("1",)
+    path.write_bytes(_keyed(identity, b"client"))
+    assert mtls.Keystore.load(path, JAVA_PW).key_aliases == ("client",)
+    assert "client" in keytool_list(jdk_keytool, path, JAVA_PW)
+
+
 def test_unnamed_entries_are_numbered_in_file_order(keytool: Path, tmp_path: Path) -> None:
     """Java numbers unnamed key entries and trusted certificates as it meets them in the
     file: an unnamed trusted certificate first, then an unnamed key, is "1" then "2"
