@@ -125,11 +125,12 @@ def listed(crl: x509.CertificateRevocationList, serial: int) -> x509.RevokedCert
     looked for entry by entry.
 
     An entry with a certificateIssuer extension, and every entry after it up to the
-    next one, lists another CA's certificates (RFC 5280 5.3.3): Java's CRL and
+    next one, lists the certificates of the CA it names (RFC 5280 5.3.3): Java's CRL and
     OpenSSL's lookup match the issuer and the serial, and a certificate of another CA
-    with the same serial was revoked here (h230). When an entry's extensions cannot be
-    read, the issuer of the entries after it is not known: a serial found is revoked
-    (fails closed)."""
+    with the same serial was revoked here (h230). The CA is the extension's first name,
+    as Java reads it. When that is no directory name (Java cannot read such a list), or
+    an entry's extensions cannot be read, the issuer of the entries after it is not
+    known: a serial found is revoked (fails closed; h236)."""
     try:
         found = crl.get_revoked_certificate_by_serial_number(serial)
     except ValueError:
@@ -145,10 +146,10 @@ def listed(crl: x509.CertificateRevocationList, serial: int) -> x509.RevokedCert
         except (ValueError, x509.DuplicateExtension):
             return found
         else:
-            own = any(
-                isinstance(name, x509.DirectoryName) and _x509.same_name(name.value, crl.issuer)
-                for name in names
-            )
+            first = next(iter(names), None)
+            if not isinstance(first, x509.DirectoryName):
+                return found
+            own = _x509.same_name(first.value, crl.issuer)
         if own and entry.serial_number == serial:
             return entry
     return None

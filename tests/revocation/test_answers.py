@@ -969,11 +969,30 @@ OTHER_CA = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "another CA")
         ([("ours", None), (1, OTHER_CA)], True),
         ([(1, OTHER_CA), (2, "own"), ("ours", None)], True),
         ([("ours", OTHER_CA), ("ours", "own")], True),
+        # Java reads the first name only: another CA's first, its own second, is another's.
+        ([("ours", [OTHER_CA, "own"])], False),
+        # A first name that is no directory name (Java cannot read the list) or none:
+        # the issuer is not known, and a serial listed is revoked (h236: "good").
+        ([("ours", [x509.UniformResourceIdentifier("https://ca.example/")])], True),
+        ([(1, [x509.DNSName("x.example")]), ("ours", None)], True),
+        ([("ours", [])], True),
     ],
-    ids=["under another CA", "after another CA", "before", "after its own CA", "twice"],
+    ids=[
+        "under another CA",
+        "after another CA",
+        "before",
+        "after its own CA",
+        "twice",
+        "first name another CA's",
+        "a URI",
+        "a DNS name before",
+        "no name",
+    ],
 )
 def test_a_crl_entry_under_another_issuer_is_that_issuers_as_java_reads_it(
-    web: CRLServer, entries: list[tuple[int | str, x509.Name | str | None]], revoked: bool
+    web: CRLServer,
+    entries: list[tuple[int | str, x509.Name | list[x509.Name | str | x509.GeneralName] | None]],
+    revoked: bool,
 ) -> None:
     """Java and OpenSSL match a CRL entry by issuer and serial, the issuer being the
     list's until an entry's certificateIssuer names another. The certificate's serial
@@ -982,16 +1001,21 @@ def test_a_crl_entry_under_another_issuer_is_that_issuers_as_java_reads_it(
     leaf = ca.issue_cert("localhost")
     serials = {"ours": leaf.certificate.serial_number}
     names = {"own": ca.certificate.subject}
+
+    def general(given: object) -> list[x509.GeneralName]:
+        listed = given if isinstance(given, list) else [given]
+        return [
+            n if isinstance(n, x509.GeneralName)
+            else x509.DirectoryName(names[n] if isinstance(n, str) else n)  # type: ignore[arg-type]
+            for n in listed
+        ]  # fmt: skip
+
     web.bodies["/ca.crl"] = _listing(
         ca,
         *(
             (
                 serial if isinstance(serial, int) else serials[serial],
-                None
-                if name is None
-                else x509.CertificateIssuer(
-                    [x509.DirectoryName(names[name] if isinstance(name, str) else name)]
-                ),
+                None if name is None else x509.CertificateIssuer(general(name)),
             )
             for serial, name in entries
         ),
