@@ -156,6 +156,8 @@ class ProfilesFileFactory:
         if ca is None:
             served = server.identity if server is not None else None
             ca = served.ca.root if isinstance(served, IssuedIdentity) else self._ca
+        if isinstance(identity, _Default):  # only when it is used (h236)
+            _check_issued(self._client_identity, self._ca, "mtls_client_identity")
         return write_profiles_file(
             directory,
             target,
@@ -220,5 +222,4 @@ def mtls_profiles_file(
         def test_profile(mtls_server, mtls_profiles_file):
             profiles = mtls.SSLProfileSet.from_xml(mtls_profiles_file(mtls_server))
     """
-    _check_issued(mtls_client_identity, mtls_ca, "mtls_client_identity")
     return ProfilesFileFactory(request, tmp_path, mtls_ca, mtls_client_identity)

@@ -201,6 +201,20 @@ def test_mtls_ca_overridden_below_the_root_says_what_to_do(
         assert "not by this test's mtls_ca" in result.stdout
         assert "Override mtls_ca in the root conftest.py" in result.stdout
         assert "unknown ca" not in result.stdout.lower()
+        # A test that writes a profile file without the client identity never uses the
+        # stale one: it is not failed for it (h236).
+        (tmp_path / "tests" / "rsa" / "test_rsa.py").write_text(
+            "def test_file(mtls_profiles_file):\n"
+            "    assert mtls_profiles_file(servers='a:1', identity=None).exists()\n"
+        )
+        (tmp_path / "tests" / "test_plain.py").write_text(
+            "def test_plain(mtls_client_identity):\n    assert mtls_client_identity\n"
+        )
+        again = subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *order],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False, env=env,
+        )  # fmt: skip
+        assert "2 passed" in again.stdout, again.stdout + again.stderr
 
 
 # --------------------------------------------------------------------------- profiles file
@@ -303,7 +317,7 @@ def test_write_profiles_file_without_stores(tmp_path):
     # An entry without a port never matches (WSO2 ignores it): the file was written, and
     # refused only when read (h234). Said where it is written now.
     for entry in ("localhost", ["a:1", "localhost"], "a:1,,b:2"):
-        with pytest.raises(ValueError, match="no port|empty entry"):
+        with pytest.raises(ValueError, match=r"no port|empty entry"):
             write_profiles_file(tmp_path / "q", entry, identity=None, ca=None)
     assert not (tmp_path / "q").exists()
     with pytest.raises(ValueError, match="store_type"):
