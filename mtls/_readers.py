@@ -1234,10 +1234,21 @@ class _Certs:
                 return index
         public = _spki_of_private(key_der)
         index = None if public is None else self._take("key", public)
-        if index is not None or not self._left():
+        if index is not None:
             return index
-        parsed = _public_key_of_private(key_der)
-        return None if parsed is None else self._take("key-parsed", parsed)
+        if self._left():
+            parsed = _public_key_of_private(key_der)
+            index = None if parsed is None else self._take("key-parsed", parsed)
+            if index is not None:
+                return index
+        # Its certificate taken already, as an issuer in another key's chain (a CA's key
+        # entry beside a key it issued, stored with a chain of one): the JDK matches a
+        # key's certificate whatever chains hold it, and the CA's entry was refused as
+        # having no certificate (h236).
+        found = None if local_key_id is None else self._firsts["id"].get(local_key_id)
+        if found is None and public is not None:
+            found = self._firsts["key"].get(public)
+        return found
 
     def first_without_id(self) -> int | None:
         """The first certificate, if it is unused and has no localKeyId (marked used)."""
@@ -1264,6 +1275,8 @@ class _Certs:
                 found = self._parsed_issuer(chain[-1])
             if found is None or found in taken:  # none, or a loop (cross-signed CAs)
                 return chain
+            if _other_key(chain[-1], self.certs[found].der):
+                return chain  # a namesake with another key: no issuer, as in Java
             taken.add(found)
             chain.append(self.certs[found].der)
 
@@ -1297,6 +1310,23 @@ class _Certs:
         except ValueError:
             return None
         return self._issuer("subject-parsed", canonical)
+
+
+def _other_key(child_der: bytes, issuer_der: bytes) -> bool:
+    """Whether ``issuer_der`` is a namesake of ``child_der``'s issuer with another key:
+    the child's authority key identifier and the candidate's subject key identifier
+    both given, and different. The JDK's PKCS12KeyStore passes such a certificate over
+    when it builds a chain; a trusted root re-keyed under the same name was appended to
+    a key's chain (h236)."""
+    try:
+        child, issuer = _x509.load_cert(child_der), _x509.load_cert(issuer_der)
+        authority = _x509.extension(child, x509.AuthorityKeyIdentifier, child_der)
+        subject = _x509.extension(issuer, x509.SubjectKeyIdentifier, issuer_der)
+    except ValueError:
+        return False
+    if authority is None or subject is None or authority.key_identifier is None:
+        return False
+    return bool(authority.key_identifier != subject.digest)
 
 
 def _signing_issuer(

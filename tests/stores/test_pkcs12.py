@@ -524,6 +524,52 @@ def test_a_key_chain_is_completed_from_trusted_entries_as_java_completes_it(
 
 
 @pytest.mark.keytool
+def test_a_key_whose_certificate_is_another_keys_issuer_keeps_it_as_java_does(
+    jdk_keytool: JDK, tmp_path: Path
+) -> None:
+    """A CA's key entry beside a key it issued, stored with a chain of one and written
+    first: the leaf's chain took the CA's certificate as its issuer, and the CA's own
+    entry was refused ("key entry 'ca' has no certificate"), a file mtls wrote and Java
+    reads (h236). The JDK matches a key's certificate whatever chains hold it."""
+    ca = mtls.Keystore.generate("ca", "CN=internal CA", key_type="EC", ca=True)
+    gateway = mtls.Keystore.generate("gateway", "CN=gateway", key_type="EC")
+    (leaf, *_) = ca.sign_request(gateway.certificate_request(), "ca")
+    both = mtls.Keystore()
+    both.add_key("gateway", gateway.key_entry("gateway")[1], [leaf])
+    both.add_key("ca", ca.key_entry("ca")[1], ca.key_entry("ca")[2])
+    path = tmp_path / "ca-and-gateway.p12"
+    both.save(path, JAVA_PW, store_type="PKCS12")
+    listed = keytool_list(jdk_keytool, path, JAVA_PW)
+    back = mtls.Keystore.load(path, JAVA_PW)
+    assert back.key_aliases == ("gateway", "ca")
+    for alias in back.key_aliases:
+        assert len(back.certificate_chain(alias)) == listed[alias].chain_length
+    assert [len(back.certificate_chain(a)) for a in back.key_aliases] == [2, 1]
+
+
+@pytest.mark.keytool
+def test_a_namesake_with_another_key_is_no_issuer_as_in_java(
+    jdk_keytool: JDK, tmp_path: Path
+) -> None:
+    """A root re-keyed under the same name, kept as a trusted entry beside a key whose
+    chain the old root signed: the JDK passes it over (its subject key identifier is not
+    the leaf's authority key identifier); mtls appended it to the key's chain once
+    trusted entries were issuers too (h236), and convert wrote that chain on. The twin:
+    the old root, the one that signed it, completes the chain."""
+    old = CA(name="re-keyed root")
+    leaf = old.issue_cert("client")
+    for root, length in ((CA(name="re-keyed root"), 1), (old, 2)):
+        assert root.certificate.subject == old.certificate.subject
+        store = mtls.Keystore()
+        store.add_key("k", leaf.private_key, [leaf.certificate])
+        store.add_certificate("root", root.certificate)
+        path = tmp_path / f"rekeyed-{length}.p12"
+        store.save(path, JAVA_PW, store_type="PKCS12")
+        assert keytool_list(jdk_keytool, path, JAVA_PW)["k"].chain_length == length
+        assert len(mtls.Keystore.load(path, JAVA_PW).certificate_chain("k")) == length
+
+
+@pytest.mark.keytool
 def test_keytool_truststore(java: JavaStores) -> None:
     data = java.truststore.read_bytes()
     got = parse_pkcs12(data, JAVA_PW, decrypt_keys=False)
