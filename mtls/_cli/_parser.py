@@ -261,6 +261,10 @@ def keytool_spelling(args: list[str]) -> list[str]:
     for at, word in enumerate(args):
         if word in ("--debug", "--no-color"):
             continue
+        if word == "-noprompt":  # keytool takes it before the command too (h236)
+            rest = [*args[:at], *args[at + 1 :]]
+            spelled = keytool_spelling(rest)
+            return args if spelled is rest else [*spelled, word]
         name = word[1:].lower() if word.startswith("-") and not word.startswith("--") else ""
         if name not in _KEYTOOL_COMMANDS:
             return args

@@ -701,7 +701,8 @@ def cmd_changealias(args: argparse.Namespace, out: Output, logs: LogCollector) -
     new: str = args.dest_alias
     if not new:
         raise UsageError("--dest-alias must not be empty")
-    if new == old and old in store:  # keytool: "Destination alias <a> already exists" (h234)
+    stored = next((alias for alias in store.aliases if fold(alias) == fold(old)), None)
+    if new == stored:  # keytool: "Destination alias <a> already exists" (h234, h236)
         raise CLIError(f"{path}: the destination alias {new!r} is the entry's own: give another")
     store.rename(old, new)
     _write_back(store, path, password, kind, key_password)

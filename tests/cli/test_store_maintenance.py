@@ -176,6 +176,9 @@ def test_changealias_renames_an_entry_and_keeps_its_key(
     # "gw to gw", exit 0, h234).
     itself = fails(1, "changealias", "--keystore", path, "--alias", "gw", "--dest-alias", "gw")
     assert "is the entry's own" in itself.stderr
+    # Named in another case, to its own alias: keytool refuses it the same (h236).
+    itself = fails(1, "changealias", "--keystore", path, "--alias", "GW", "--dest-alias", "gw")
+    assert "is the entry's own" in itself.stderr
     assert path.read_bytes() == before
     # keytool's -noprompt, which scripts pass to every command, was exit 2 (h234).
     ok("-changealias", "-keystore", path, "-alias", "gw", "-destalias", "gw-2026", "-noprompt")
@@ -458,6 +461,7 @@ def test_keytools_noprompt_is_taken_by_every_keytool_command(tmp_path: Path) -> 
     store = ("-keystore", tmp_path / "np.p12", "-storepass", PASSWORD)
     ok("-genkeypair", *store, "-alias", "a", "-dname", "CN=a", "-keyalg", "EC", "-noprompt")
     ok("-list", *store, "-noprompt")
+    ok("-noprompt", "-list", *store)  # before the command, as keytool takes it too (h236)
     ok("-exportcert", *store, "-alias", "a", "-file", tmp_path / "a.crt", "-noprompt")
     ok("-certreq", *store, "-alias", "a", "-file", tmp_path / "a.csr", "-noprompt")
     ok("-printcert", "-file", tmp_path / "a.crt", "-noprompt")
