@@ -46,6 +46,17 @@ def _sign_key(ca: CA) -> ec.EllipticCurvePrivateKey:
     return key
 
 
+def _expect(checker: RevocationChecker, ca: CA, leaf: IssuedIdentity, *, revoked: bool) -> None:
+    """``checker`` refuses ``leaf`` as revoked, or (``revoked`` false) finds it good."""
+    check = [_der(leaf.certificate)], [_der(ca.certificate)]
+    if revoked:
+        with pytest.raises(CertificateRevokedError):
+            checker.check(*check)
+    else:
+        (status,) = checker.check(*check)
+        assert status.status == "good", status.why
+
+
 def _check(ca: CA, leaf: IssuedIdentity) -> str:
     (status,) = RevocationChecker(RevocationPolicy(mode="hard")).check(
         [_der(leaf.certificate)], [_der(ca.certificate)]
@@ -178,14 +189,7 @@ def test_a_critical_entry_extension_is_judged_on_the_certificates_own_entry_as_j
     leaf = ca.issue_cert("localhost")
     serial = leaf.certificate.serial_number if ours else 12345
     web.bodies["/ca.crl"] = _crl(ca, critical=True, on_entry=True, serial=serial)
-    checker = RevocationChecker(RevocationPolicy(mode=mode))  # type: ignore[arg-type]
-    check = [_der(leaf.certificate)], [_der(ca.certificate)]
-    if ours:
-        with pytest.raises(CertificateRevokedError):
-            checker.check(*check)
-    else:
-        (status,) = checker.check(*check)
-        assert status.status == "good", status.why
+    _expect(RevocationChecker(RevocationPolicy(mode=mode)), ca, leaf, revoked=ours)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("on_entry", [False, True], ids=["on the list", "on an entry"])
@@ -1020,11 +1024,4 @@ def test_a_crl_entry_under_another_issuer_is_that_issuers_as_java_reads_it(
             for serial, name in entries
         ),
     )
-    checker = RevocationChecker(RevocationPolicy(mode="hard"))
-    check = [_der(leaf.certificate)], [_der(ca.certificate)]
-    if revoked:
-        with pytest.raises(CertificateRevokedError):
-            checker.check(*check)
-    else:
-        (status,) = checker.check(*check)
-        assert status.status == "good", status.why
+    _expect(RevocationChecker(RevocationPolicy(mode="hard")), ca, leaf, revoked=revoked)
