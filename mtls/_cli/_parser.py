@@ -379,6 +379,7 @@ def build_parser() -> Parser:
         "_certs:cmd_certreq",
         "write a certificate signing request from a key entry, for its renewal (keytool -certreq)",
     )
+    _content_type_option(certreq)
     _keystore_option(certreq, "the keystore holding the key")
     certreq.add_argument(
         "--alias", "-alias", help="the key entry (needed when the store has several)"
@@ -409,6 +410,7 @@ def build_parser() -> Parser:
         "_certs:cmd_gencert",
         "sign a certificate request with a key entry, as a CA (keytool -gencert)",
     )
+    _content_type_option(gencert)
     _keystore_option(gencert, "the keystore holding the CA's key")
     gencert.add_argument(
         "--alias", "-alias", help="the CA's key entry (needed when the store has several)"
@@ -525,6 +527,7 @@ def build_parser() -> Parser:
         "_stores:cmd_delete",
         "remove an entry from a JKS or PKCS12 store, other entries as they were (keytool -delete)",
     )
+    _content_type_option(delete)
     delete.add_argument("--alias", "-alias", required=True, help="the entry to remove")
     _keystore_option(delete, "the keystore or truststore")
     _store_password_options(delete)
@@ -535,6 +538,7 @@ def build_parser() -> Parser:
         "_stores:cmd_storepasswd",
         "change a JKS or PKCS12 store's password (keytool -storepasswd)",
     )
+    _content_type_option(storepasswd)
     _keystore_option(storepasswd, "the keystore or truststore")
     _store_password_options(storepasswd)
     _new_password_option(storepasswd, "the new store password")
@@ -545,6 +549,7 @@ def build_parser() -> Parser:
         "_stores:cmd_keypasswd",
         "change one key entry's password in a JKS store (keytool -keypasswd)",
     )
+    _content_type_option(keypasswd)
     keypasswd.add_argument("--alias", "-alias", required=True, help="the key entry")
     _keystore_option(keypasswd, "the JKS keystore")
     _store_password_options(keypasswd)
@@ -556,6 +561,7 @@ def build_parser() -> Parser:
         "_stores:cmd_changealias",
         "rename an entry of a JKS or PKCS12 store, keys untouched (keytool -changealias)",
     )
+    _content_type_option(changealias)
     changealias.add_argument("--alias", "-alias", required=True, help="the entry to rename")
     changealias.add_argument(
         "--dest-alias", "--destalias", "-destalias", dest="dest_alias", required=True,

@@ -456,19 +456,24 @@ def test_a_new_password_is_counted_in_javas_characters(tmp_path: Path, jdk_keyto
 
 
 def test_keytools_noprompt_is_taken_by_every_keytool_command(tmp_path: Path) -> None:
-    """keytool takes -noprompt with any command, and scripts pass it everywhere: mtls
-    refused it (exit 2, "unrecognized arguments") but for import and convert (h234)."""
+    """keytool takes -noprompt (and -storetype) with any command, and scripts pass them
+    everywhere: mtls refused them (exit 2, "unrecognized arguments") but for a few
+    commands (h234)."""
     store = ("-keystore", tmp_path / "np.p12", "-storepass", PASSWORD)
     ok("-genkeypair", *store, "-alias", "a", "-dname", "CN=a", "-keyalg", "EC", "-noprompt")
     ok("-list", *store, "-noprompt")
     ok("-noprompt", "-list", *store)  # before the command, as keytool takes it too (h236)
     ok("-exportcert", *store, "-alias", "a", "-file", tmp_path / "a.crt", "-noprompt")
-    ok("-certreq", *store, "-alias", "a", "-file", tmp_path / "a.csr", "-noprompt")
+    # keytool's -storetype too, which scripts pass to every command (h234).
+    typed = ("-storetype", "PKCS12")
+    ok("-certreq", *store, "-alias", "a", "-file", tmp_path / "a.csr", "-noprompt", *typed)
+    ok("-changealias", *store, "-alias", "a", "-destalias", "b", *typed)
+    ok("-changealias", *store, "-alias", "b", "-destalias", "a", *typed)
     ok("-printcert", "-file", tmp_path / "a.crt", "-noprompt")
     ok("-printcertreq", "-file", tmp_path / "a.csr", "-noprompt")
-    ok("-storepasswd", *store, "-new", PASSWORD + "-2", "-noprompt")
+    ok("-storepasswd", *store, "-new", PASSWORD + "-2", "-noprompt", *typed)
     ok("-delete", "-keystore", tmp_path / "np.p12", "-storepass", PASSWORD + "-2", "-alias",
-       "a", "-noprompt")  # fmt: skip
+       "a", "-noprompt", *typed)  # fmt: skip
 
 
 def test_list_reads_a_password_less_pkcs12_without_a_password_as_keytool(
