@@ -92,6 +92,14 @@ class _Context:
     # skip_failures: a <servers> entry without a port is left out (with a warning that
     # ``mtls check`` fails on), as WSO2 loads it and never matches it.
     lenient: bool = False
+    # <servers> entries read so far in the file, in its one item (MAX_SERVER_ENTRIES).
+    server_entries: list[int] = field(default_factory=lambda: [0])
+
+
+#: ``<servers>`` entries a profile file may hold in all: 10,000 profiles of one
+#: backend each have 10,000; one <servers> of 210,000 IPv6 entries, well under the
+#: tag and size limits, took 4.4 s to read (h238), and this many about a second.
+MAX_SERVER_ENTRIES: Final = 50_000
 
 
 #: ``extra=`` of the warnings that say mtls left out what it refuses without
@@ -1034,6 +1042,15 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
     hidden = has_placeholder(written)
     resolved = _text(servers_el, "servers", ctx, ()) if hidden else written
     items = resolved.split(",")
+    ctx.server_entries[0] += len(items)
+    if ctx.server_entries[0] > MAX_SERVER_ENTRIES:
+        raise ProfileConfigError(
+            f"{ctx.path}: refused: more than {MAX_SERVER_ENTRIES:,} <servers> entries "
+            "(10,000 profiles of one backend each have 10,000): check that this is the "
+            "profile file",
+            path=ctx.path,
+            element="servers",
+        )
     # What messages and status() show: the entries as written when placeholders made
     # them (made into a tuple only for a message, or for a profile that keeps them).
     shown = written.split(",") if hidden else items

@@ -1072,6 +1072,35 @@ def test_a_file_of_too_many_tags_is_refused_before_it_is_parsed(tmp_path, pki):
         assert len(parse_profiles_xml(data, path="u16.xml", base_dir=tmp_path)) == 1
 
 
+@pytest.mark.parametrize("split", ["one <servers>", "across profiles"])
+def test_a_file_of_too_many_server_entries_is_refused(tmp_path, pki, split):
+    """One <servers> of 210,000 IPv6 entries (6 MB, under the size and tag limits)
+    took 4.4 s to read, and 120,000 small profiles 1.3 s (h238): past 50,000 entries
+    in the file it is refused, at the entry that crosses the limit. The twin: 50,000
+    entries are read."""
+    from mtls._wso2 import MAX_SERVER_ENTRIES, parse_profiles_xml
+
+    def entries(count: int, start: int = 0) -> str:
+        return ",".join(f"[2001:db8::{i:x}]:443" for i in range(start, start + count))
+
+    for count, refused in ((MAX_SERVER_ENTRIES + 1, True), (MAX_SERVER_ENTRIES, False)):
+        if split == "one <servers>":
+            profiles = [profile(entries(count), pki["gw1"], pki["trust"])]
+        else:
+            half = count // 2
+            profiles = [
+                profile(entries(half), pki["gw1"], pki["trust"]),
+                profile(entries(count - half, half), pki["gw1"], pki["trust"]),
+            ]
+        xml = write_xml(tmp_path, *profiles)
+        if refused:
+            with pytest.raises(ProfileConfigError, match=r"more than 50,000 <servers> entries"):
+                parse_profiles_xml(xml.read_bytes(), path=str(xml), base_dir=tmp_path)
+        else:
+            parsed = parse_profiles_xml(xml.read_bytes(), path=str(xml), base_dir=tmp_path)
+            assert sum(len(p.servers) for p in parsed) == count
+
+
 def test_a_message_keeps_its_start_and_its_fix_not_megabytes(tmp_path, caplog):
     """A 6 MB <servers> text made an 18 MB ProfileConfigError, logged at every failed
     reload and printed whole (24 MB) by mtls check."""
