@@ -43,7 +43,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from cryptography import x509
 from cryptography.exceptions import InvalidTag
@@ -466,6 +466,15 @@ class SecureVault:
                 path=self._toml,
                 alias=alias,
             )
+        if value is None and config.not_text.get(alias) == _EMPTY:
+            # It is there, empty: "no secret alias ... add it" sent users looking (h238).
+            raise SecureVaultError(
+                f"secure vault: secret alias {shown_alias(alias)} in [secrets] of {self._toml} "
+                "is empty (WSO2 skips an empty value): write the password there in square "
+                "brackets and run ciphertool, or its encrypted value",
+                path=self._toml,
+                alias=alias,
+            )
         if value is None and alias in config.not_text:
             raise SecureVaultError(
                 f"secure vault: secret alias {shown_alias(alias)} in [secrets] of {self._toml} is "
@@ -606,6 +615,8 @@ class SecureVault:
                 elif not isinstance(text, str):
                     not_text[alias] = _kind_of(text)
                     values.pop(alias, None)
+                elif alias not in values:  # empty: skipped, as WSO2's repository skips it
+                    not_text[alias] = _EMPTY
         internal = _table(toml, "keystore", "internal")
         primary = _table(toml, "keystore", "primary")
         # Key by key, as [keystore.tls] falls back to [keystore.primary] (_wso2): an
@@ -1296,6 +1307,10 @@ def _unquoted(key: str) -> str:
 
 def _toml_escape(key: str) -> str:
     return key.replace("\\", "\\\\").replace('"', '\\"')
+
+
+# What not_text says of an alias written with an empty value.
+_EMPTY: Final = ""
 
 
 def _kind_of(value: Any) -> str:

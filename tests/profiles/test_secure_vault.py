@@ -277,6 +277,18 @@ def test_damaged_ciphertexts_are_refused(tmp_path, stores, values) -> None:
         vault("junk")
 
 
+def test_an_alias_written_empty_is_said_to_be_empty(tmp_path, stores) -> None:
+    """``tls_pw = ""`` in [secrets] is skipped, as WSO2's repository skips an empty
+    value: the error said "no secret alias 'tls_pw' ... add it" of an alias that is
+    there (h238). It says the value is empty and what to write. The twin: one written
+    in brackets is read."""
+    home = make_home(tmp_path, stores, secrets={"empty": "", "known": "[value]"})
+    with pytest.raises(SecureVaultError, match=r"'empty' in \[secrets\] of .* is empty") as e:
+        SecureVault(home)("empty")
+    assert "no secret alias" not in str(e.value) and "square brackets" in str(e.value)
+    assert SecureVault(home)("known").reveal() == "value"
+
+
 def test_unknown_alias_is_an_error_naming_it(tmp_path, stores) -> None:
     home = make_home(tmp_path, stores, secrets={"known": "[value]"})
     with pytest.raises(SecureVaultError, match="no secret alias 'missing'") as e:
