@@ -26,11 +26,11 @@ from . import _dates, _der, _x509
 from ._entries import KeyEntry
 from ._errors import KeystoreFormatError
 from ._files import read_input
-from ._keygen import parse_sans
+from ._keygen import parse_sans, signature_for, validity_start
 from ._log import log
 from ._pem import base64_body, pem_blocks
 from ._readers import _der_signed, open_error
-from ._renewal import _Cert, digest_for, signing_key
+from ._renewal import _Cert, signing_key
 
 #: keytool -gencert's validity when -validity is not given.
 DEFAULT_DAYS = 90
@@ -392,6 +392,7 @@ def sign_request(
     honored: bool = False,
     path: str | os.PathLike[str] | None = None,
     request_path: str | None = None,
+    signature_algorithm: str | None = None,
 ) -> tuple[x509.Certificate, ...]:
     """A certificate for ``request``'s key, signed by ``entry``'s key, with the entry's
     certificate as issuer: ``keytool -gencert``.
@@ -410,7 +411,9 @@ def sign_request(
         KeyEntryError: the entry's key cannot sign (see :func:`signing_key`).
         KeystoreFormatError: the request cannot be read, or its signature does not
             verify (see :func:`read_request`).
-        ValueError: ``days`` out of range.
+        ValueError: ``days`` out of range; a ``signature_algorithm`` (a Java name, as
+            :func:`mtls._keygen.signature_for` reads it) that is unknown, refused or
+            for another key type than the entry's.
     """
     if not 1 <= days <= MAX_DAYS:
         raise ValueError(f"a validity of {days} days: give 1 to {MAX_DAYS}")
@@ -418,6 +421,7 @@ def sign_request(
     key, issuer = signing_key(
         entry, store_path, task="sign a certificate", fix="sign it with keytool -gencert"
     )
+    digest, rsa_padding = signature_for(signature_algorithm, key)
     csr, _ = read_request(request, path=request_path)
     chosen: dict[x509.ObjectIdentifier, x509.Extension[x509.ExtensionType]] = {}
     for asked in csr.extensions:
@@ -440,7 +444,11 @@ def sign_request(
     chosen[ExtensionOID.AUTHORITY_KEY_IDENTIFIER] = x509.Extension(
         ExtensionOID.AUTHORITY_KEY_IDENTIFIER, False, authority
     )
-    start = (not_before or _dt.datetime.now(_dt.UTC)).replace(microsecond=0)
+    start = (
+        validity_start(not_before, days)
+        if not_before is not None
+        else _dt.datetime.now(_dt.UTC).replace(microsecond=0)
+    )
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject if subject is not None else csr.subject)
@@ -452,7 +460,7 @@ def sign_request(
     )
     for extension in chosen.values():
         builder = builder.add_extension(extension.value, critical=extension.critical)
-    certificate = builder.sign(key, digest_for(key))
+    certificate = builder.sign(key, digest, rsa_padding=rsa_padding)
     for problem in issuer_warnings(issuer.cert, issuer.der, certificate):
         log.warning("%s", problem)
     # keytool writes the issuer's chain after the certificate, self-signed ones left out.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import calendar
+import datetime as _dt
 import ipaddress
 import numbers
 import operator
@@ -11,10 +13,11 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.x509.oid import NameOID
 
 from ._idna import ascii_host
+from ._log import log
 
 
 def parse_dname(subject: str | x509.Name) -> x509.Name:
@@ -268,12 +271,10 @@ def dns_name(value: str) -> str:
     return name
 
 
-def keytool_digest(
-    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey,
-) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512 | None:
+def keytool_digest(key: object) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512 | None:
     """The digest keytool signs a new certificate with for this key (the JDK's
     ``SignatureUtil`` strength rule): SHA-384 for RSA over 3072 bits and P-384, SHA-512
-    for RSA over 7680 bits and P-521, else SHA-256; none for Ed25519."""
+    for RSA over 7680 bits and P-521, else SHA-256 (DSA too); none for EdDSA."""
     if isinstance(key, rsa.RSAPrivateKey):
         bits = key.key_size
         return (
@@ -284,7 +285,256 @@ def keytool_digest(
         return (
             hashes.SHA512() if bits >= 512 else hashes.SHA384() if bits >= 384 else hashes.SHA256()
         )
-    return None
+    if isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey):
+        return None
+    return hashes.SHA256()  # DSA: keytool's SHA256withDSA
+
+
+def _key_family(key: object) -> str:
+    """What signs, as the JDK names the key's algorithm."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        return "RSA"
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return "EC"
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return "Ed25519"
+    if isinstance(key, ed448.Ed448PrivateKey):
+        return "Ed448"
+    return "DSA"
+
+
+_SIGALG = re.compile(r"(SHA(?:224|256|384|512|3-224|3-256|3-384|3-512))with(RSA|ECDSA|DSA)", re.I)
+_HASHES: dict[str, type[SigningHash]] = {
+    "SHA224": hashes.SHA224, "SHA256": hashes.SHA256, "SHA384": hashes.SHA384,
+    "SHA512": hashes.SHA512, "SHA3-224": hashes.SHA3_224, "SHA3-256": hashes.SHA3_256,
+    "SHA3-384": hashes.SHA3_384, "SHA3-512": hashes.SHA3_512,
+}  # fmt: skip
+_SIGNS_WITH = {"RSA": "RSA", "ECDSA": "EC", "DSA": "DSA"}
+#: Names keytool takes that mtls refuses, and why.
+_REFUSED_SIGALGS = {
+    "MD2WITHRSA": "MD2 signatures are broken: Java and OpenSSL refuse them",
+    "MD5WITHRSA": "MD5 signatures are broken: Java and OpenSSL refuse them",
+    "SHA1WITHRSA": "SHA-1 signatures are refused by OpenSSL at its default security level "
+    "and by Java for TLS certificates (cryptography does not make them)",
+    "SHA1WITHECDSA": "SHA-1 signatures are refused by OpenSSL at its default security level "
+    "and by Java for TLS certificates (cryptography does not make them)",
+    "SHA1WITHDSA": "SHA-1 signatures are refused by OpenSSL at its default security level "
+    "and by Java for TLS certificates (cryptography does not make them)",
+}
+
+
+#: The digests a certificate or request is signed with.
+SigningHash = (
+    hashes.SHA224 | hashes.SHA256 | hashes.SHA384 | hashes.SHA512
+    | hashes.SHA3_224 | hashes.SHA3_256 | hashes.SHA3_384 | hashes.SHA3_512
+)  # fmt: skip
+
+
+def signature_for(name: str | None, key: object) -> tuple[SigningHash | None, padding.PSS | None]:
+    """What ``key`` signs with for keytool's ``-sigalg name`` (a Java signature
+    algorithm name, any case: ``SHA256withRSA``, ``SHA384withECDSA``, ``RSASSA-PSS``,
+    ``Ed25519``, ``EdDSA``, ``SHA3-256withRSA``, ...): the digest, and the RSA padding
+    for RSASSA-PSS (its digest by key size as keytool chooses it, MGF1 with the same
+    digest, a salt of the digest's length, as the JDK writes its parameters).
+    ``None``: keytool's default for the key (:func:`keytool_digest`).
+
+    Returns:
+        ``(digest, rsa_padding)`` as ``CertificateBuilder.sign`` takes them.
+
+    Raises:
+        ValueError: a name keytool does not know, one mtls refuses (MD5, SHA-1:
+            broken or refused by peers), or one for another kind of key, saying which.
+        TypeError: a name that is not a ``str``.
+    """
+    default = keytool_digest(key)
+    if name is None:
+        return default, None
+    family = _key_family(key)
+    digest, pss = _sigalg(name, family, _default_sigalg(key))
+    if digest is not None and digest.name in _OPENSSL_30_UNVERIFIED.get(family, ()):
+        log.warning(
+            "signature algorithm %s: OpenSSL 3.0 and 3.1 peers (Python's ssl on Ubuntu "
+            "22.04, RHEL 9) cannot verify it and refuse what is signed so; Java and "
+            "OpenSSL 3.2 and later can: %s is what every peer verifies",
+            name,
+            _default_sigalg(key),
+        )
+    if pss and default is not None:
+        return default, padding.PSS(mgf=padding.MGF1(default), salt_length=default.digest_size)
+    return digest, None
+
+
+def check_signature_algorithm(name: str | None, key_type: str) -> None:
+    """Refuse ``name`` (as :func:`signature_for`) before a key of ``key_type``
+    (``RSA``, ``EC``, ``Ed25519``) is made for it: an RSA key of 16,384 bits takes
+    minutes.
+
+    Raises:
+        ValueError, TypeError: as :func:`signature_for`.
+    """
+    if name is not None:
+        family = {"RSA": "RSA", "EC": "EC", "ED25519": "Ed25519"}.get(key_type.upper())
+        if family is not None:
+            _sigalg(name, family, _DEFAULT_SIGALGS[family])
+
+
+def _sigalg(name: str, family: str, default: str) -> tuple[SigningHash | None, bool]:
+    """``name``'s digest (``None``: EdDSA's, or RSASSA-PSS's, which is the key's) and
+    whether it is RSASSA-PSS, for a key of ``family``."""
+    if not isinstance(name, str):
+        raise TypeError(f"a signature algorithm is a str such as 'SHA256withRSA', not {name!r}")
+    folded = name.strip().upper()
+    if folded in _REFUSED_SIGALGS:
+        raise ValueError(
+            f"signature algorithm {name}: {_REFUSED_SIGALGS[folded]}: use {default} (or "
+            "give none: the key's default)"
+        )
+    digest: SigningHash | None = None
+    if folded == "RSASSA-PSS":
+        wanted = "RSA"
+    elif folded in ("ED25519", "ED448"):
+        wanted = "Ed25519" if folded == "ED25519" else "Ed448"
+    elif folded == "EDDSA":
+        wanted = family if family in ("Ed25519", "Ed448") else "Ed25519 or Ed448"
+    elif (match := _SIGALG.fullmatch(folded)) is not None:
+        wanted = _SIGNS_WITH[match.group(2).upper()]
+        digest = _HASHES[match.group(1).upper()]()
+        if wanted == "DSA" and match.group(1).upper().startswith("SHA3-"):
+            raise ValueError(
+                f"signature algorithm {name}: cryptography makes no SHA-3 signature with "
+                "DSA keys: use SHA256withDSA, or keytool"
+            )
+    else:
+        raise ValueError(
+            f"unknown signature algorithm {name!r}: give a Java name: {default} (the "
+            "key's default), SHA384withRSA, SHA384withECDSA, RSASSA-PSS, Ed25519, ..."
+        )
+    if wanted != family:
+        raise ValueError(
+            f"signature algorithm {name} signs with {wanted} keys; this key is "
+            f"{family}: use {default} (or give none: the key's default)"
+        )
+    return digest, folded == "RSASSA-PSS"
+
+
+#: Digests OpenSSL 3.0 does not verify with ECDSA or DSA keys ("unknown signature
+#: algorithm"): SHA-3 with ECDSA, SHA-384 and SHA-512 with DSA.
+_OPENSSL_30_UNVERIFIED = {
+    "EC": ("sha3-224", "sha3-256", "sha3-384", "sha3-512"),
+    "DSA": ("sha384", "sha512"),
+}
+
+_DEFAULT_SIGALGS = {
+    "RSA": "SHA256withRSA", "EC": "SHA256withECDSA", "DSA": "SHA256withDSA",
+    "Ed25519": "Ed25519", "Ed448": "Ed448",
+}  # fmt: skip
+
+
+def _default_sigalg(key: object) -> str:
+    """keytool's name for the signature it makes with ``key`` by default."""
+    family = _key_family(key)
+    digest = keytool_digest(key)
+    if digest is None:
+        return family
+    return f"SHA{digest.digest_size * 8}with{'ECDSA' if family == 'EC' else family}"
+
+
+#: The last instant an X.509 date can say.
+_LAST = _dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=_dt.UTC)
+
+
+def validity_start(not_before: _dt.datetime | None, days: int) -> _dt.datetime:
+    """A new certificate's notBefore, in UTC: ``not_before`` (naive: UTC), or five
+    minutes ago (a peer whose clock lags still accepts it).
+
+    Raises:
+        TypeError: ``not_before`` is not a datetime.
+        ValueError: ``days`` from it would end after the year 9999.
+    """
+    if not_before is None:
+        return _dt.datetime.now(_dt.UTC).replace(microsecond=0) - _dt.timedelta(minutes=5)
+    if not isinstance(not_before, _dt.datetime):
+        raise TypeError(f"not_before must be a datetime, not {type(not_before).__name__}")
+    start = (
+        not_before.replace(tzinfo=_dt.UTC)
+        if not_before.tzinfo is None
+        else not_before.astimezone(_dt.UTC)
+    ).replace(microsecond=0)
+    if start > _LAST - _dt.timedelta(days=days):
+        raise ValueError(
+            f"a validity of {days:,} days from {start:%Y-%m-%d} ends after the year 9999, "
+            "the last X.509 can say: give fewer days or an earlier start"
+        )
+    return start
+
+
+_RELATIVE = re.compile(r"([+-])(\d+)([ymdHMS])")
+
+
+def parse_startdate(text: str, now: _dt.datetime | None = None) -> _dt.datetime:
+    """keytool's ``-startdate``: ``[+-]nnn[ymdHMS]`` repeated (``-1d``, ``+1y-2m``:
+    from now, in the calendar of the local time zone, a month added on the 31st
+    landing on the month's last day, as Java's ``Calendar.add``), or ``yyyy/mm/dd
+    HH:MM:SS``, ``yyyy/mm/dd`` (at the time of day it is now) or ``HH:MM:SS`` (today),
+    in local time.
+
+    Returns:
+        The instant, time-zone aware.
+
+    Raises:
+        ValueError: none of those forms, or a date that does not exist.
+    """
+    local = (now or _dt.datetime.now(_dt.UTC)).astimezone().replace(microsecond=0)
+    wall = local.replace(tzinfo=None)
+    bad = ValueError(
+        f"-startdate {text!r}: give [+-]nnn[ymdHMS] (e.g. -1d, +1y+6m: from now) or "
+        "yyyy/mm/dd [HH:MM:SS] or HH:MM:SS (local time), as keytool takes it"
+    )
+    if text[:1] in ("+", "-"):
+        at, sign = 0, 1
+        while at < len(text):
+            match = _RELATIVE.match(text, at)
+            if match is None:
+                raise bad
+            sign = 1 if match.group(1) == "+" else -1
+            number, unit = sign * int(match.group(2)), match.group(3)
+            try:
+                if unit in "ym":
+                    months = wall.month - 1 + number * (12 if unit == "y" else 1)
+                    year, month = wall.year + months // 12, months % 12 + 1
+                    last = calendar.monthrange(year, month)[1] if 1 <= year <= 9999 else 31
+                    wall = wall.replace(year=year, month=month, day=min(wall.day, last))
+                else:
+                    unit_name = {"d": "days", "H": "hours", "M": "minutes", "S": "seconds"}
+                    wall += _dt.timedelta(**{unit_name[unit]: number})
+            except (ValueError, OverflowError):
+                raise ValueError(f"-startdate {text!r}: before year 1 or after 9999") from None
+            at = match.end()
+        return wall.astimezone()
+    date_part, time_part = (
+        (text[:10], text[11:]) if len(text) == 19 and text[10] == " "
+        else (text, None) if len(text) == 10
+        else (None, text) if len(text) == 8
+        else (None, None)
+    )  # fmt: skip
+    if date_part is None and time_part is None:
+        raise bad
+    try:
+        if date_part is not None:
+            if not re.fullmatch(r"\d{4}/\d{2}/\d{2}", date_part):
+                raise bad
+            year, month, day = map(int, date_part.split("/"))
+            wall = wall.replace(year=year, month=month, day=day)
+        if time_part is not None:
+            if not re.fullmatch(r"\d{2}:\d{2}:\d{2}", time_part):
+                raise bad
+            hour, minute, second = map(int, time_part.split(":"))
+            wall = wall.replace(hour=hour, minute=minute, second=second)
+    except ValueError as exc:
+        if exc is bad:
+            raise
+        raise ValueError(f"-startdate {text!r}: no such date or time ({exc})") from None
+    return wall.astimezone()
 
 
 #: keytool's ``-keyalg EC -keysize N``: the size names the curve.

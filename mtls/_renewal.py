@@ -19,14 +19,14 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from . import _dates, _der, _x509
 from ._entries import KeyEntry, where
 from ._errors import KeyEntryError, KeystoreFormatError
 from ._files import read_input
-from ._keygen import keytool_digest, parse_dname, parse_sans
+from ._keygen import parse_dname, parse_sans, signature_for
 from ._pem import PEM_CERTIFICATE_LABELS, pem_blocks, pem_certificate
 from ._readers import (
     bundle_certificates,
@@ -49,6 +49,7 @@ def certificate_request(
     subject: str | x509.Name | None,
     san: Iterable[str] | None,
     path: str | None,
+    signature_algorithm: str | None = None,
 ) -> x509.CertificateSigningRequest:
     """A PKCS#10 request for ``entry``'s key, signed by it: the subject and subject
     alternative names of the entry's certificate unless ``subject``/``san`` say others.
@@ -58,7 +59,9 @@ def certificate_request(
             does not read), or would be written into the request in another encoding
             than its certificate's (an RSASSA-PSS key: the CA's certificate would then
             not be the entry's); the entry's certificate cannot be read.
-        ValueError: a malformed ``subject`` or ``san``.
+        ValueError: a malformed ``subject`` or ``san``; a ``signature_algorithm``
+            (a Java name, as :func:`mtls._keygen.signature_for` reads it) that is
+            unknown, refused or for another key type.
     """
     key, leaf = signing_key(
         entry, path, task="sign a request", fix="make the request with keytool -certreq"
@@ -72,7 +75,8 @@ def certificate_request(
     builder = x509.CertificateSigningRequestBuilder().subject_name(name)
     if names:
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    return builder.sign(key, digest_for(key))
+    digest, rsa_padding = signature_for(signature_algorithm, key)
+    return builder.sign(key, digest, rsa_padding=rsa_padding)
 
 
 SigningKey = (
@@ -131,15 +135,6 @@ def signing_key(
             alias=alias,
         )
     return key, leaf
-
-
-def digest_for(key: SigningKey) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512 | None:
-    """keytool's signature digest for ``key`` (SHA-256 for DSA; none for EdDSA)."""
-    if isinstance(key, _x509.DSAPrivateKey):
-        return hashes.SHA256()
-    if isinstance(key, ed448.Ed448PrivateKey):
-        return None
-    return keytool_digest(key)
 
 
 # --------------------------------------------------------------------------- replies

@@ -27,7 +27,15 @@ from ._entries import where as _where
 from ._errors import KeyEntryError, KeystoreError, KeystoreFormatError, WrongPasswordError
 from ._files import atomic_write, read_input
 from ._fork import forks_wait
-from ._keygen import key_shape, keytool_digest, new_private_key, parse_dname, parse_sans
+from ._keygen import (
+    check_signature_algorithm,
+    key_shape,
+    new_private_key,
+    parse_dname,
+    parse_sans,
+    signature_for,
+    validity_start,
+)
 from ._log import log
 from ._readers import (
     Parsed,
@@ -98,9 +106,25 @@ def _secrets_text(entries: Entries) -> str:
     return f", {count} secret key{'' if count == 1 else 's'}" if count else ""
 
 
-def _listed(aliases: Sequence[str]) -> str:
+#: How many aliases a message lists (the JDK's cacerts has about 150).
+_LISTED_MAX = 12
+
+
+def _listed(aliases: Sequence[str], wanted: str | None = None) -> str:
     """Aliases for a message, each quoted and escaped as the file has it (a leading
-    space, a line break), or ``(none)``."""
+    space, a line break), or ``(none)``; past a dozen, those closest to ``wanted``
+    first and how many more there are."""
+    if len(aliases) > _LISTED_MAX:
+        import difflib  # noqa: PLC0415 - a message about a big store only
+
+        close = difflib.get_close_matches(
+            fold(wanted or ""), [fold(a) for a in aliases], n=_LISTED_MAX, cutoff=0.4
+        )
+        first = sorted((a for a in aliases if fold(a) in close), key=lambda a: close.index(fold(a)))
+        first += [a for a in aliases if a not in first][: _LISTED_MAX - len(first)]
+        rest = len(aliases) - len(first)
+        shown = ", ".join(map(_jks.shown, first))
+        return f"{shown} and {rest:,} more (list them with mtls list)"
     return ", ".join(map(_jks.shown, aliases)) or "(none)"
 
 
@@ -264,7 +288,7 @@ class _StoreBase:
         if chain is None:
             raise KeyEntryError(
                 f"{_where(self.path)}: no entry with alias {alias!r}; "
-                f"aliases are: {_listed(self.aliases)}",
+                f"aliases are: {_listed(self.aliases, alias)}",
                 path=self.path,
                 alias=alias,
             )
@@ -518,6 +542,8 @@ class Keystore(_StoreBase):
         san: Iterable[str] = (),
         ca: bool = False,
         extensions: Iterable[x509.Extension[x509.ExtensionType]] = (),
+        not_before: _dt.datetime | None = None,
+        signature_algorithm: str | None = None,
     ) -> Self:
         """A new keystore with one self-signed key entry, like ``keytool -genkeypair``.
 
@@ -541,17 +567,27 @@ class Keystore(_StoreBase):
                 (:meth:`sign_request`) makes chains OpenSSL and Java peers refuse.
             extensions: cryptography ``x509.Extension`` objects, over those above (one
                 per type: a basicConstraints given here replaces ``ca``'s).
+            not_before: when the certificate starts to be valid (keytool's
+                ``-startdate``; a naive datetime is UTC); ``days`` count from it.
+                Default: five minutes ago (peers whose clocks lag still accept it).
+            signature_algorithm: the self-signature's algorithm, by its Java name
+                (keytool's ``-sigalg``): ``SHA256withRSA``, ``SHA384withECDSA``,
+                ``RSASSA-PSS``, ``Ed25519``, ... Default: keytool's for the key
+                (SHA-256 for RSA up to 3072 bits and P-256, SHA-384 above, ...).
 
         Raises:
             ValueError: an unknown key type, curve, a ``key_size`` or ``curve`` the key
                 type does not take (or an EC size and curve that disagree), a malformed
-                subject or SAN, or ``days`` out of range.
+                subject or SAN, ``days`` out of range or ending after the year 9999, or
+                a ``signature_algorithm`` that is unknown, for another key type, or
+                refused (MD5, SHA-1).
             TypeError: an ``extensions`` item that is not an ``x509.Extension``.
         """
         store = cls()
         store.add_generated_key(
             alias, subject, key_type=key_type, key_size=key_size, curve=curve, days=days,
-            san=san, ca=ca, extensions=extensions,
+            san=san, ca=ca, extensions=extensions, not_before=not_before,
+            signature_algorithm=signature_algorithm,
         )  # fmt: skip
         return store
 
@@ -567,6 +603,8 @@ class Keystore(_StoreBase):
         san: Iterable[str] = (),
         ca: bool = False,
         extensions: Iterable[x509.Extension[x509.ExtensionType]] = (),
+        not_before: _dt.datetime | None = None,
+        signature_algorithm: str | None = None,
     ) -> None:
         """Add a self-signed key entry to this keystore (see :meth:`generate`).
 
@@ -588,17 +626,20 @@ class Keystore(_StoreBase):
                 f"days must be a whole number from 1 to {MAX_DAYS:,} (as the CLI's --days), "
                 f"not {days!r}"
             )
-        key = new_private_key(key_type, *key_shape(key_type, key_size, curve))
+        shape = key_shape(key_type, key_size, curve)
         name = parse_dname(subject)
-        now = _dt.datetime.now(_dt.UTC)
+        start = validity_start(not_before, days)
+        check_signature_algorithm(signature_algorithm, key_type)
+        key = new_private_key(key_type, *shape)
+        digest, rsa_padding = signature_for(signature_algorithm, key)
         builder = (
             x509.CertificateBuilder()
             .subject_name(name)
             .issuer_name(name)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _dt.timedelta(minutes=5))
-            .not_valid_after(now + _dt.timedelta(days=days))
+            .not_valid_before(start)
+            .not_valid_after(start + _dt.timedelta(days=days))
         )
         chosen: dict[x509.ObjectIdentifier, tuple[x509.ExtensionType, bool]] = {}
         ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
@@ -613,7 +654,7 @@ class Keystore(_StoreBase):
             chosen[extension.oid] = (extension.value, extension.critical)
         for value, critical in chosen.values():
             builder = builder.add_extension(value, critical)
-        cert = builder.sign(key, keytool_digest(key))
+        cert = builder.sign(key, digest, rsa_padding=rsa_padding)
         self.add_key(alias, key, [cert])
 
     def add_key(
@@ -679,6 +720,7 @@ class Keystore(_StoreBase):
         *,
         subject: str | x509.Name | None = None,
         san: Iterable[str] | None = None,
+        signature_algorithm: str | None = None,
     ) -> x509.CertificateSigningRequest:
         """A certificate signing request (PKCS#10) for a key entry, signed by its key:
         what ``keytool -certreq`` writes, to send to a CA when the certificate is due
@@ -687,7 +729,9 @@ class Keystore(_StoreBase):
         The request names the subject of the entry's certificate and its subject
         alternative names, so a renewal asks for the same names; ``subject`` (a
         distinguished name as :meth:`generate` takes it) and ``san`` (``DNS:host``,
-        ``IP:addr``, ...; ``()`` for none) ask for others. Write it with
+        ``IP:addr``, ...; ``()`` for none) ask for others. ``signature_algorithm``:
+        the request's signature, by its Java name as :meth:`generate` takes it
+        (keytool's ``-sigalg``; default: keytool's for the key). Write it with
         ``csr.public_bytes(serialization.Encoding.PEM)``; install the CA's answer with
         :meth:`install_reply`.
 
@@ -697,11 +741,15 @@ class Keystore(_StoreBase):
                 would be written into the request in another form than its certificate
                 holds it (an RSASSA-PSS key: make that request with keytool); its
                 certificate cannot be read.
-            ValueError: a malformed ``subject`` or ``san``.
+            ValueError: a malformed ``subject`` or ``san``; a ``signature_algorithm``
+                that is unknown, refused (MD5, SHA-1) or for another key type.
         """
         from ._renewal import certificate_request  # noqa: PLC0415 - renewal only
 
-        return certificate_request(self._key_entry(alias), subject=subject, san=san, path=self.path)
+        return certificate_request(
+            self._key_entry(alias), subject=subject, san=san, path=self.path,
+            signature_algorithm=signature_algorithm,
+        )  # fmt: skip
 
     def install_reply(
         self,
@@ -779,6 +827,7 @@ class Keystore(_StoreBase):
         subject: str | x509.Name | None = None,
         extensions: Iterable[x509.Extension[x509.ExtensionType]] = (),
         honored: bool = False,
+        signature_algorithm: str | None = None,
     ) -> tuple[x509.Certificate, ...]:
         """Sign a certificate request with a key entry, the entry's certificate as
         issuer: what ``keytool -gencert`` does, for an internal CA kept in a keystore.
@@ -787,7 +836,9 @@ class Keystore(_StoreBase):
         -certreq``, :meth:`certificate_request` and ``openssl req`` write it), or the
         request. The certificate is for the request's key and subject (``subject``, a
         distinguished name as :meth:`generate` takes it, says another), valid for
-        ``days`` from ``not_before`` (now). Its extensions: the request's subject
+        ``days`` from ``not_before`` (now; keytool's ``-startdate``, a naive datetime
+        is UTC), signed as ``signature_algorithm`` says (a Java name, keytool's
+        ``-sigalg``, as :meth:`generate` takes it). Its extensions: the request's subject
         alternative names (keytool drops them unless ``-ext honored=all``: a
         certificate without them fails hostname checks), every requested extension
         with ``honored=True``, ``extensions`` over those, and the key identifiers
@@ -804,7 +855,9 @@ class Keystore(_StoreBase):
             KeystoreFormatError: the request cannot be read, its signature does not
                 verify, or its key would be written in another form than it holds it.
             KeystoreError: the request's file cannot be read.
-            ValueError: ``days`` outside 1 to 36,525, a malformed ``subject``.
+            ValueError: ``days`` outside 1 to 36,525 or ending after the year 9999, a
+                malformed ``subject``, a ``signature_algorithm`` that is unknown,
+                refused (MD5, SHA-1) or for another key type than the entry's.
         """
         from ._issuing import request_input, sign_request  # noqa: PLC0415 - a CA's work only
 
@@ -813,6 +866,7 @@ class Keystore(_StoreBase):
             self._key_entry(alias), data, days=days, not_before=not_before,
             subject=parse_dname(subject) if subject is not None else None,
             extensions=extensions, honored=honored, path=self.path, request_path=request_path,
+            signature_algorithm=signature_algorithm,
         )  # fmt: skip
 
     # -- reading
@@ -861,7 +915,8 @@ class Keystore(_StoreBase):
         entry_or_none = self._entries.key(alias)
         if entry_or_none is None:
             raise KeyEntryError(
-                f"{where} has no key entry {alias!r}; key aliases are: {_listed(self.key_aliases)}",
+                f"{where} has no key entry {alias!r}; key aliases are: "
+                f"{_listed(self.key_aliases, alias)}",
                 path=self.path,
                 alias=alias,
             )

@@ -41,6 +41,7 @@ from ._common import (
     oid_name,
     optional_key_password,
     resolve_password,
+    start_date,
 )
 from ._logs import LogCollector
 from ._storeio import (
@@ -105,7 +106,9 @@ def cmd_certreq(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
     if not sans and not args.san and not args.ext:
         sans = None  # the certificate's own names
     try:
-        request = store.certificate_request(alias, subject=args.dname, san=sans)
+        request = store.certificate_request(
+            alias, subject=args.dname, san=sans, signature_algorithm=args.sigalg
+        )
     except KeyEntryError as exc:
         raise CLIError(str(exc)) from None
     except ValueError as exc:
@@ -157,6 +160,7 @@ def cmd_gencert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
         subject = parse_dname(args.dname) if args.dname else None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    not_before = start_date(args.start_date)
     to_terminal = not args.outfile and _is_terminal(out)
     if to_terminal and not args.rfc:
         raise UsageError("the certificate is DER: pass --rfc for PEM on a terminal, or --outfile")
@@ -169,10 +173,12 @@ def cmd_gencert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
     try:
         chain = store.sign_request(
             request, alias, days=args.validity, subject=subject, extensions=extensions,
-            honored=honored,
+            honored=honored, not_before=not_before, signature_algorithm=args.sigalg,
         )  # fmt: skip
     except (KeyEntryError, KeystoreFormatError) as exc:
         raise CLIError(str(exc)) from None
+    except ValueError as exc:  # -sigalg for another key type, -startdate past 9999
+        raise UsageError(str(exc)) from None
     encoding = serialization.Encoding.PEM if args.rfc else serialization.Encoding.DER
     issued = b"".join(cert.public_bytes(encoding) for cert in chain)
     if args.outfile:

@@ -491,6 +491,52 @@ def now() -> _dt.datetime:
     return _dt.datetime.now(_dt.UTC)
 
 
+def jdk_cacerts() -> str:
+    """The JDK's cacerts file, as keytool's ``-cacerts`` finds it: that of the
+    ``keytool`` on PATH (what ``keytool -cacerts`` would open), else of
+    ``$JAVA_HOME``, else of the ``java`` on PATH (``lib/security/cacerts``, or
+    ``jre/lib/security/cacerts`` in a JDK 8).
+
+    Raises:
+        CLIError: no JDK found, or none of them has the file.
+    """
+    import shutil  # noqa: PLC0415 - -cacerts only
+
+    homes: list[str] = []
+    for tool in ("keytool", "java"):
+        found = shutil.which(tool)
+        if found is not None:
+            homes.append(os.path.dirname(os.path.dirname(os.path.realpath(found))))
+        if tool == "keytool" and os.environ.get("JAVA_HOME"):
+            homes.append(os.environ["JAVA_HOME"])
+    for home in homes:
+        for below in ("lib/security/cacerts", "jre/lib/security/cacerts"):
+            candidate = os.path.join(home, below)
+            if os.path.isfile(candidate):
+                return candidate
+    where = ", ".join(dict.fromkeys(homes)) or "none on PATH and no JAVA_HOME"
+    raise CLIError(
+        f"-cacerts: no JDK with a cacerts file found ({where}): put the JDK's bin on PATH "
+        "or set JAVA_HOME, or give --keystore FILE"
+    )
+
+
+def start_date(text: str | None) -> _dt.datetime | None:
+    """``-startdate``'s instant, as keytool reads it (``None``: not given).
+
+    Raises:
+        UsageError: not one of keytool's forms, or no such date.
+    """
+    if text is None:
+        return None
+    from .._keygen import parse_startdate  # noqa: PLC0415 - cryptography, as above
+
+    try:
+        return parse_startdate(text)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def days_left(when: _dt.datetime) -> int:
     """Whole days from now until ``when`` (negative once past)."""
     return (when - now()).days

@@ -35,10 +35,18 @@ from ._common import (
     Stopped,
     cli_wording,
     expand_password_sources,
+    jdk_cacerts,
     os_error_message,
     remember_argv_secrets,
 )
-from ._parser import build_parser, command, commands_of, keytool_spelling
+from ._parser import (
+    build_parser,
+    cacerts_keystore,
+    command,
+    commands_of,
+    dash_values,
+    keytool_spelling,
+)
 
 __all__ = ["main"]
 
@@ -94,7 +102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Output(no_color="--no-color" in args)
     try:
         parser = build_parser()
-        namespace = parser.parse_args(keytool_spelling(expand_password_sources(args)))
+        namespace = parser.parse_args(
+            dash_values(
+                cacerts_keystore(keytool_spelling(expand_password_sources(args)), jdk_cacerts)
+            )
+        )
         run = getattr(namespace, "run", None)
         if run is None:
             raise CLIError(

@@ -183,6 +183,22 @@ def _content_type_option(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def _start_date_option(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--start-date", "-startdate", dest="start_date", metavar="WHEN",
+        help="when the certificate starts to be valid, as keytool's -startdate: -1d, "
+        f"+1y+6m (from now), yyyy/mm/dd [HH:MM:SS] or HH:MM:SS, local time (default: {default})",
+    )  # fmt: skip
+
+
+def _sigalg_option(parser: argparse.ArgumentParser, whose: str) -> None:
+    parser.add_argument(
+        "--sigalg", "-sigalg", dest="sigalg", metavar="ALG",
+        help=f"{whose} signature algorithm, by its Java name: SHA256withRSA, SHA384withECDSA, "
+        "RSASSA-PSS, Ed25519, ... (default: keytool's for the key)",
+    )  # fmt: skip
+
+
 def _force_option(parser: argparse.ArgumentParser) -> None:
     """``--force`` for a command writing a certificate or request to a file: replace a
     store (or a file holding a private key) there, which it refuses otherwise."""
@@ -279,6 +295,59 @@ def keytool_spelling(args: list[str]) -> list[str]:
     return args
 
 
+#: Options whose values may start with "-" (keytool's -startdate -1d): argparse would
+#: read such a value as an option.
+_DASH_VALUES = frozenset({"-startdate", "--start-date"})
+
+
+def dash_values(args: list[str]) -> list[str]:
+    """``args`` with ``-startdate -1d`` written ``-startdate=-1d``, as argparse reads it."""
+    out: list[str] = []
+    at = 0
+    while at < len(args):
+        word = args[at]
+        if word in _DASH_VALUES and at + 1 < len(args) and args[at + 1].startswith("-"):
+            out.append(f"{word}={args[at + 1]}")
+            at += 2
+            continue
+        out.append(word)
+        at += 1
+    return out
+
+
+#: The commands keytool takes -cacerts with (the JDK's own truststore as -keystore).
+_CACERTS_COMMANDS = frozenset(
+    {"list", "export", "exportcert", "import", "importcert", "delete", "storepasswd", "changealias"}
+)
+
+
+def cacerts_keystore(args: list[str], locate: Callable[[], str]) -> list[str]:
+    """``args`` with keytool's ``-cacerts`` written as ``--keystore`` and the JDK's
+    cacerts file (``locate()``), on the commands keytool takes it with.
+
+    Raises:
+        UsageError: ``-cacerts`` with ``-keystore`` or ``-storetype`` (keytool refuses
+            them together), or with a command keytool does not take it with.
+    """
+    flags = [word for word in args if word in ("-cacerts", "--cacerts")]
+    if not flags:
+        return args
+    name = next((w for w in args if w not in ("--debug", "--no-color", "-noprompt")), "")
+    if name not in _CACERTS_COMMANDS:
+        raise UsageError(
+            "-cacerts (the JDK's cacerts file) goes with list, export, import, delete, "
+            "storepasswd and changealias, as keytool takes it: give --keystore FILE"
+        )
+    given = {word.partition("=")[0] for word in args}
+    if given & {"-keystore", "--keystore", "-storetype", "--storetype", "--store-type"}:
+        raise UsageError(
+            "-cacerts names the keystore (the JDK's cacerts file): give -keystore or "
+            "-cacerts, not both, and no -storetype (keytool refuses them together too)"
+        )
+    rest = [word for word in args if word not in ("-cacerts", "--cacerts")]
+    return [*rest, "--keystore", locate()]
+
+
 def commands_of(parser: argparse.ArgumentParser) -> list[str]:
     """The commands ``parser`` takes, as ``mtls --help`` lists them (aliases, such
     as keytool's spellings, left out)."""
@@ -353,6 +422,8 @@ def build_parser() -> Parser:
         type=_bounded(1, 2_900_000, whole=True, unit="days"), default=365,
         help="validity in days (default 365)",
     )  # fmt: skip
+    _start_date_option(genkey, "now, less five minutes")
+    _sigalg_option(genkey, "the self-signature's")
     _store_type_option(genkey, "JKS or PKCS12 for a new store (default: .jks is JKS, else PKCS12)")
     _store_password_options(genkey)
 
@@ -401,6 +472,7 @@ def build_parser() -> Parser:
         "-ext", dest="ext", action="append", default=[], metavar="san=...",
         help="keytool's form: -ext san=dns:localhost,ip:127.0.0.1",
     )  # fmt: skip
+    _sigalg_option(certreq, "the request's")
     _force_option(certreq)
     _store_password_options(certreq)
 
@@ -430,6 +502,8 @@ def build_parser() -> Parser:
         type=_bounded(1, 36_525, whole=True, unit="days"),
         help="validity in days (default 90, as keytool)",
     )  # fmt: skip
+    _start_date_option(gencert, "now")
+    _sigalg_option(gencert, "the certificate's")
     gencert.add_argument(
         "--dname", "-dname", metavar="DN", help="the subject (default: the request's)"
     )

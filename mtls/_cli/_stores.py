@@ -47,6 +47,7 @@ from ._common import (
     optional_key_password,
     remember_secret,
     resolve_password,
+    start_date,
     store_password,
     type_for_new_store,
 )
@@ -300,6 +301,8 @@ def cmd_genkey(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
             days=args.days,
             san=sans,
             extensions=extensions,
+            not_before=start_date(args.start_date),
+            signature_algorithm=args.sigalg,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc

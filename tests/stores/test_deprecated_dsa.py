@@ -184,3 +184,25 @@ def test_the_dsa_classes_come_from_any_cryptography(monkeypatch: pytest.MonkeyPa
         gone = _x509._dsa_class("DSAPublicKey")
     assert gone is _x509._NoDSA and not isinstance(key.public_key(), gone)
     assert dsa is not older
+
+
+def test_a_dsa_key_signs_requests_with_the_sigalg_named(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """keytool's SHA224withDSA, and the names a DSA key cannot sign with refused with a
+    ValueError saying what to use (SHA-3: cryptography's own error was a traceback)."""
+    pem, _, _ = _dsa_identity(tmp_path)
+    ks = mtls.Keystore.load(pem, None)
+    request = ks.certificate_request(signature_algorithm="SHA224withDSA")
+    assert request.signature_algorithm_oid.dotted_string == "2.16.840.1.101.3.4.3.1"
+    with warnings.catch_warnings():  # cryptography's own check warns of DSA
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        assert request.is_signature_valid
+    with pytest.raises(ValueError, match="no SHA-3 signature with DSA keys: use SHA256withDSA"):
+        ks.certificate_request(signature_algorithm="SHA3-256withDSA")
+    # SHA384withDSA is made (Java verifies it), with a warning: OpenSSL 3.0 does not.
+    with caplog.at_level("WARNING", logger="mtls"):
+        ks.certificate_request(signature_algorithm="SHA384withDSA")
+    assert any("OpenSSL 3.0 and 3.1 peers" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ValueError, match="this key is DSA: use SHA256withDSA"):
+        ks.certificate_request(signature_algorithm="SHA256withECDSA")

@@ -359,3 +359,59 @@ def test_generated_extensions_replace_those_of_the_same_type_and_must_be_extensi
         mtls.Keystore.generate("x", "CN=x", extensions=[pathlen])  # type: ignore[list-item]
     with pytest.raises(TypeError):
         mtls.Keystore.generate("x", "CN=x", ca="yes")  # type: ignore[arg-type]
+
+
+def test_signature_algorithms_by_their_java_names(pki: tuple[CA, CA]) -> None:
+    """``signature_algorithm`` (keytool's ``-sigalg``) on the three calls that sign:
+    the self-signed certificate, the request and the issued certificate; a name for
+    another key type, a broken digest or an unknown name is refused before anything
+    is made, and a server trusting the CA still accepts the chain signed so."""
+    root, issuing = pki
+    store = mtls.Keystore.generate(
+        "gw", "CN=gw", key_type="RSA", signature_algorithm="RSASSA-PSS",
+        not_before=_dt.datetime(2024, 5, 1, 8, 30), days=30,
+    )  # fmt: skip
+    made = store.certificate("gw")
+    assert made.signature_algorithm_oid.dotted_string == "1.2.840.113549.1.1.10"
+    assert made.not_valid_before_utc == _dt.datetime(2024, 5, 1, 8, 30, tzinfo=_dt.UTC)
+    assert made.not_valid_after_utc == _dt.datetime(2024, 5, 31, 8, 30, tzinfo=_dt.UTC)
+    request = store.certificate_request("gw", signature_algorithm="SHA384withRSA")
+    assert request.signature_hash_algorithm is not None
+    assert request.signature_hash_algorithm.name == "sha384"
+    assert request.is_signature_valid
+    signer = _ca_store(issuing)
+    chain = signer.sign_request(request, signature_algorithm="sha512withecdsa", days=5)
+    assert chain[0].signature_algorithm_oid.dotted_string == "1.2.840.10045.4.3.4"
+    chain[0].verify_directly_issued_by(issuing.certificate)
+    for wrong, says in (
+        ("SHA256withRSA", "signs with RSA keys; this key is EC"),
+        ("SHA1withECDSA", "SHA-1 signatures are refused"),
+        ("whirlpoolwithRSA", "unknown signature algorithm"),
+    ):
+        with pytest.raises(ValueError, match=says):
+            signer.sign_request(request, signature_algorithm=wrong)
+    with pytest.raises(ValueError, match="this key is RSA: use SHA256withRSA"):
+        store.certificate_request("gw", signature_algorithm="SHA256withECDSA")
+    with pytest.raises(ValueError, match="MD5 signatures are broken"):
+        mtls.Keystore.generate("x", "CN=x", signature_algorithm="MD5withRSA")
+    with pytest.raises(ValueError, match="signs with Ed25519 keys; this key is EC"):
+        mtls.Keystore.generate("x", "CN=x", key_type="EC", signature_algorithm="Ed25519")
+    with pytest.raises(TypeError, match="a signature algorithm is a str"):
+        mtls.Keystore.generate("x", "CN=x", signature_algorithm=256)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="ends after the year 9999"):
+        mtls.Keystore.generate("x", "CN=x", not_before=_dt.datetime(9999, 6, 1), days=365)
+    with pytest.raises(TypeError, match="not_before must be a datetime"):
+        mtls.Keystore.generate("x", "CN=x", not_before="2024/05/01")  # type: ignore[arg-type]
+    # The renewed leaf (a PSS-signed request, an ECDSA-signed certificate) is accepted by
+    # a server that trusts its CA, and refused by one that trusts another.
+    renewed = signer.sign_request(
+        store.certificate_request("gw"), signature_algorithm="SHA384withECDSA"
+    )
+    store.install_reply("gw", list(renewed), trust=[root.certificate])
+    with MTLSServer(root.issue_cert("localhost", "127.0.0.1"), client_ca=root) as server:
+        assert (
+            whoami(mtls.client_context(store, root.truststore()), server.port)["client_cn"] == "gw"
+        )
+    with MTLSServer(root.issue_cert("localhost", "127.0.0.1"), client_ca=CA()) as server:
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+            whoami(mtls.client_context(store, root.truststore()), server.port)

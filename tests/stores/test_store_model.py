@@ -317,3 +317,22 @@ def test_a_store_read_while_another_thread_changes_it_gives_one_state(ca: CA) ->
         sys.setswitchinterval(interval)
     assert seen <= {few, many}
     assert len(trust.anchors_der) == few  # the churn ends with the entry removed
+
+
+def test_a_missing_alias_in_a_big_store_names_the_closest_and_counts_the_rest() -> None:
+    """The JDK's cacerts has about 150 aliases: a message listing every one was a
+    screenful. Past a dozen, those closest to the alias asked for come first."""
+    ca = CA()
+    trust = Truststore()
+    names = [f"debian:root_{i:03d}.pem" for i in range(40)] + ["debian:isrg_root_x1.pem"]
+    for name in names:
+        trust.add(name, ca.certificate)
+    with pytest.raises(KeyEntryError) as caught:
+        trust.certificate("isrg root x1")
+    message = str(caught.value)
+    assert "aliases are: 'debian:isrg_root_x1.pem', " in message
+    assert message.endswith("and 29 more (list them with mtls list)")
+    small = Truststore()
+    small.add("one", ca.certificate)
+    with pytest.raises(KeyEntryError, match=r"aliases are: 'one'$"):
+        small.certificate("two")

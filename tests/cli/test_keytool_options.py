@@ -1,0 +1,224 @@
+"""keytool's ``-sigalg``, ``-startdate`` and ``-cacerts``, as scripts copied from
+tutorials pass them: the certificates and requests mtls makes with them are read back
+by the JDK's keytool (each JDK present), and what keytool refuses, or mtls refuses
+where keytool would make something peers reject, is refused with one error line.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import padding
+
+import mtls
+from mtls._keygen import parse_startdate
+from mtls.testing import CA
+from tests._keytool import JDK, run_keytool
+from tests.cli.test_cli import PASSWORD, fails, mtls_run, ok
+
+STORE = ("-storepass", PASSWORD)
+
+
+def _listed_sigalg(keytool: JDK, store: Path, alias: str) -> str:
+    text = run_keytool(keytool, "-list", "-v", "-keystore", str(store), *STORE, "-alias", alias)
+    found = re.search(r"Signature algorithm name: (\S+)", text)
+    assert found is not None, text
+    return found.group(1)
+
+
+@pytest.mark.parametrize(
+    ("keyalg", "sigalg", "oid"),
+    [
+        (("-keyalg", "RSA"), "SHA384withRSA", "1.2.840.113549.1.1.12"),
+        (("-keyalg", "RSA"), "sha512withrsa", "1.2.840.113549.1.1.13"),  # any case, as Java
+        (("-keyalg", "RSA"), "RSASSA-PSS", "1.2.840.113549.1.1.10"),
+        (("-keyalg", "EC", "-groupname", "secp384r1"), "SHA256withECDSA", "1.2.840.10045.4.3.2"),
+        (("-keyalg", "EC"), "SHA3-256withECDSA", "2.16.840.1.101.3.4.3.10"),
+        (("-keyalg", "Ed25519"), "EdDSA", "1.3.101.112"),
+    ],
+)
+def test_genkey_signs_with_the_sigalg_keytool_reads(
+    tmp_path: Path, jdk_keytool: JDK, keyalg: tuple[str, ...], sigalg: str, oid: str
+) -> None:
+    store = tmp_path / "k.p12"
+    run = mtls_run("-genkeypair", "-keystore", store, *STORE, "-alias", "k", *keyalg,
+                   "-dname", "CN=k", "-sigalg", sigalg)  # fmt: skip
+    assert run.code == 0, run.stderr
+    # OpenSSL 3.0 verifies no ECDSA signature over SHA-3: said, and made (Java does).
+    assert ("OpenSSL 3.0 and 3.1 peers" in run.stderr) is sigalg.startswith("SHA3-"), run.stderr
+    cert = mtls.Keystore.load(store, PASSWORD).certificate("k")
+    assert cert.signature_algorithm_oid.dotted_string == oid
+    listed = _listed_sigalg(jdk_keytool, store, "k")
+    expected = {"EdDSA": "Ed25519"}.get(sigalg, sigalg)
+    assert listed.lower() == expected.lower()
+    if sigalg == "RSASSA-PSS":
+        # The JDK's parameters for a 2048-bit key: SHA-256, MGF1 with SHA-256, salt 32.
+        params = cert.signature_algorithm_parameters
+        assert isinstance(params, padding.PSS)
+        assert params._salt_length == 32
+        assert cert.signature_hash_algorithm is not None
+        assert cert.signature_hash_algorithm.name == "sha256"
+
+
+def test_genkey_without_sigalg_signs_as_keytool_does(tmp_path: Path, jdk_keytool: JDK) -> None:
+    ours, theirs = tmp_path / "ours.jks", tmp_path / "theirs.jks"
+    ok("-genkeypair", "-keystore", ours, *STORE, "-alias", "k", "-keyalg", "EC", "-groupname",
+       "secp521r1", "-dname", "CN=k")  # fmt: skip
+    run_keytool(jdk_keytool, "-genkeypair", "-keystore", str(theirs), *STORE, "-alias", "k",
+                "-keyalg", "EC", "-groupname", "secp521r1", "-dname", "CN=k")  # fmt: skip
+    assert _listed_sigalg(jdk_keytool, ours, "k") == _listed_sigalg(jdk_keytool, theirs, "k")
+
+
+@pytest.mark.parametrize(
+    ("keyalg", "sigalg", "says"),
+    [
+        ("RSA", "SHA256withECDSA", "signs with EC keys; this key is RSA: use SHA256withRSA"),
+        ("EC", "SHA256withRSA", "signs with RSA keys; this key is EC: use SHA256withECDSA"),
+        ("RSA", "Ed25519", "signs with Ed25519 keys; this key is RSA"),
+        ("EC", "RSASSA-PSS", "signs with RSA keys; this key is EC"),
+        ("RSA", "MD5withRSA", "MD5 signatures are broken"),
+        ("RSA", "SHA1withRSA", "SHA-1 signatures are refused"),
+        ("RSA", "bogus", "unknown signature algorithm 'bogus'"),
+    ],
+)
+def test_a_sigalg_keytool_refuses_or_peers_refuse_writes_nothing(
+    tmp_path: Path, keyalg: str, sigalg: str, says: str
+) -> None:
+    store = tmp_path / "k.p12"
+    run = fails(2, "-genkeypair", "-keystore", store, *STORE, "-alias", "k", "-keyalg", keyalg,
+                "-dname", "CN=k", "-sigalg", sigalg)  # fmt: skip
+    assert says in run.stderr
+    assert not store.exists()
+
+
+def test_certreq_and_gencert_take_sigalg(tmp_path: Path, jdk_keytool: JDK) -> None:
+    ca = ("-keystore", str(tmp_path / "ca.p12"), *STORE)
+    ok("-genkeypair", *ca, "-alias", "ca", "-keyalg", "EC", "-groupname", "secp384r1",
+       "-dname", "CN=ca", "-ext", "bc:c")  # fmt: skip
+    gw = ("-keystore", str(tmp_path / "gw.jks"), *STORE)
+    run_keytool(jdk_keytool, "-genkeypair", *gw, "-alias", "gw", "-keyalg", "RSA",
+                "-dname", "CN=gw")  # fmt: skip
+    csr = tmp_path / "gw.csr"
+    ok("-certreq", *gw, "-alias", "gw", "-file", csr, "-sigalg", "SHA512withRSA")
+    printed = run_keytool(jdk_keytool, "-printcertreq", "-file", str(csr))
+    assert "SHA512withRSA" in printed
+    reply = tmp_path / "gw.cer"
+    ok("-gencert", *ca, "-alias", "ca", "-infile", csr, "-outfile", reply, "-rfc",
+       "-sigalg", "SHA256withECDSA")  # fmt: skip
+    assert "SHA256withECDSA" in run_keytool(jdk_keytool, "-printcert", "-file", str(reply))
+    # The CA's key is EC: an RSA signature is refused, and nothing is written.
+    other = tmp_path / "other.cer"
+    run = fails(2, "-gencert", *ca, "-alias", "ca", "-infile", csr, "-outfile", other,
+                "-sigalg", "SHA256withRSA")  # fmt: skip
+    assert "this key is EC" in run.stderr
+    assert not other.exists()
+    run = fails(2, "-certreq", *gw, "-alias", "gw", "-sigalg", "SHA256withECDSA")
+    assert "this key is RSA" in run.stderr
+
+
+def test_startdate_in_keytools_forms(tmp_path: Path, jdk_keytool: JDK) -> None:
+    store = tmp_path / "k.jks"
+    ok("-genkeypair", "-keystore", store, *STORE, "-alias", "past", "-dname", "CN=k",
+       "-startdate", "2025/02/28 01:02:03", "-validity", "10")  # fmt: skip
+    # A value starting with "-" is the option's value, as keytool reads it.
+    ok("-genkeypair", "-keystore", store, *STORE, "-alias", "yesterday", "-dname", "CN=k",
+       "-startdate", "-1d")  # fmt: skip
+    loaded = mtls.Keystore.load(store, PASSWORD)
+    past = loaded.certificate("past")
+    local = _dt.datetime(2025, 2, 28, 1, 2, 3).astimezone()  # keytool's: local time
+    assert past.not_valid_before_utc == local.astimezone(_dt.UTC)
+    assert past.not_valid_after_utc - past.not_valid_before_utc == _dt.timedelta(days=10)
+    yesterday = loaded.certificate("yesterday").not_valid_before_utc
+    now = _dt.datetime.now(_dt.UTC)
+    assert _dt.timedelta(hours=23) < now - yesterday < _dt.timedelta(hours=25)
+    text = run_keytool(jdk_keytool, "-list", "-v", "-keystore", str(store), *STORE,
+                       "-alias", "past")  # fmt: skip
+    assert "Valid from: Fri Feb 28 01:02:03" in text  # both read the machine's time zone
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("+1y2m", "give [+-]nnn[ymdHMS]"),  # keytool refuses it too: every part has a sign
+        ("2025-02-28", "give [+-]nnn[ymdHMS]"),
+        ("2025/02/30", "no such date"),  # keytool rolls it over to March 2nd
+        ("+1x", "give [+-]nnn[ymdHMS]"),
+    ],
+)
+def test_a_startdate_that_is_no_date_writes_nothing(tmp_path: Path, value: str, says: str) -> None:
+    store = tmp_path / "k.jks"
+    run = fails(2, "-genkeypair", "-keystore", store, *STORE, "-alias", "k", "-dname", "CN=k",
+                "-startdate", value)  # fmt: skip
+    assert says in run.stderr
+    assert not store.exists()
+
+
+def test_a_start_whose_validity_ends_after_9999_is_refused(tmp_path: Path) -> None:
+    store = tmp_path / "k.jks"
+    run = fails(2, "-genkeypair", "-keystore", store, *STORE, "-alias", "k", "-dname", "CN=k",
+                "-startdate", "9999/01/01", "-validity", "400")  # fmt: skip
+    assert "ends after the year 9999" in run.stderr
+    assert not store.exists()
+
+
+def test_relative_startdates_follow_javas_calendar() -> None:
+    # Noon UTC on January 31st: January 31st in every time zone within 11 hours of UTC.
+    now = _dt.datetime(2024, 1, 31, 12, 0, tzinfo=_dt.UTC)
+    wall = now.astimezone().replace(tzinfo=None)
+
+    def on_the_wall(text: str) -> _dt.datetime:
+        return parse_startdate(text, now).replace(tzinfo=None)
+
+    # A month after January 31st is the last of February, as Calendar.add makes it.
+    assert on_the_wall("+1m") == wall.replace(month=2, day=29)
+    assert on_the_wall("+1y+1m") == wall.replace(year=2025, month=2, day=28)
+    assert on_the_wall("-1m") == wall.replace(year=2023, month=12)
+    assert on_the_wall("-5H+30M") == wall - _dt.timedelta(hours=4, minutes=30)
+    assert on_the_wall("+0d") == wall
+    assert on_the_wall("10:11:12") == wall.replace(hour=10, minute=11, second=12)
+    assert on_the_wall("2020/06/01") == wall.replace(year=2020, month=6, day=1)
+    with pytest.raises(ValueError, match="before year 1 or after 9999"):
+        parse_startdate("+8000y", now)
+
+
+def _fake_jdk(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A JAVA_HOME holding a cacerts file, and an environment without a keytool."""
+    home = tmp_path / "jdk"
+    cacerts = home / "lib" / "security" / "cacerts"
+    cacerts.parent.mkdir(parents=True)
+    trust = mtls.Truststore()
+    trust.add_certificate("root one", CA(name="cacerts root").certificate)
+    trust.save(cacerts, PASSWORD, store_type="JKS")
+    return cacerts, {"JAVA_HOME": str(home), "PATH": str(tmp_path / "no-bin")}
+
+
+def test_cacerts_is_the_jdks_truststore(tmp_path: Path) -> None:
+    cacerts, env = _fake_jdk(tmp_path)
+    listed = ok("-list", "-cacerts", *STORE, env=env)
+    assert str(cacerts) in listed.stdout and "root one" in listed.stdout
+    ok("-changealias", "-cacerts", *STORE, "-alias", "root one", "-destalias", "root two", env=env)
+    assert mtls.Truststore.load(cacerts, PASSWORD).aliases == ("root two",)
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("-list", "-cacerts", "-keystore", "x.jks"), "give -keystore or -cacerts, not both"),
+        (("-list", "-cacerts", "-storetype", "JKS"), "give -keystore or -cacerts, not both"),
+        (("-genkeypair", "-cacerts", "-alias", "x", "-dname", "CN=x"), "goes with list, export"),
+    ],
+)
+def test_cacerts_refused_where_keytool_refuses_it(
+    tmp_path: Path, args: tuple[str, ...], says: str
+) -> None:
+    _, env = _fake_jdk(tmp_path)
+    assert says in fails(2, *args, *STORE, env=env).stderr
+
+
+def test_cacerts_without_a_jdk_says_how_to_name_one(tmp_path: Path) -> None:
+    env = {"JAVA_HOME": str(tmp_path / "none"), "PATH": str(tmp_path / "no-bin")}
+    run = fails(1, "-list", "-cacerts", *STORE, env=env)
+    assert "no JDK with a cacerts file found" in run.stderr and "JAVA_HOME" in run.stderr
