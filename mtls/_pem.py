@@ -61,13 +61,21 @@ def pem_blocks(
 
     Text between blocks is allowed (``openssl x509 -text`` writes some). A BEGIN line
     without its END line, a BEGIN inside a block, or a mangled BEGIN line means the
-    file was cut short or damaged, and is refused.
+    file was cut short or damaged, and is refused. A boundary that does not start its
+    line (after spaces or tabs; a byte-order mark on the first) is text, as OpenSSL
+    reads it: a comment that quotes one ("Note: -----BEGIN CERTIFICATE----- below")
+    was refused as a truncated block (h239).
     """
     blocks: list[tuple[bytes, bytes, bytes]] = []
     ends: list[int] = []  # where each block's END line starts
     opened: re.Match[bytes] | None = None
+    after = 0  # where the boundary before this one starts (0: none)
     for match in _PEM_BOUNDARY.finditer(data):
+        at, before = match.start(), after
+        after = at
         if match.group(1) == b"BEGIN":
+            if not _starts_line(data, at, before):
+                continue  # text that mentions a boundary
             if opened is not None:
                 break  # the previous block has no END line
             # The BEGIN line ends after its boundary (RFC 7468 section 2), where OpenSSL
@@ -92,7 +100,7 @@ def pem_blocks(
             opened = None
     if (
         opened is not None
-        or data.count(b"-----BEGIN ") != len(blocks)
+        or _begin_lines(data) != len(blocks)  # a BEGIN line mangled, or cut
         or _orphan_end(data, ends)  # a block whose BEGIN line was mangled
     ):
         raise KeystoreFormatError(
@@ -101,6 +109,30 @@ def pem_blocks(
             path=path,
         )
     return blocks
+
+
+def _starts_line(data: bytes, at: int, after: int) -> bool:
+    """Whether ``data[at:]`` starts a line: only spaces or tabs before it on its line
+    (and a UTF-8 byte-order mark, on the first). ``after``: where the boundary before
+    it starts, or 0: the search for the line break goes back no further (the same
+    line as a boundary starts no line), so a file is read once, whatever its lines."""
+    newline = data.rfind(b"\n", after, at)
+    if newline < 0 and after > 0:
+        return False
+    start = newline + 1
+    before = data[start:at]
+    if start == 0:
+        before = before.removeprefix(b"\xef\xbb\xbf")
+    return not before.strip(b" \t\r")
+
+
+def _begin_lines(data: bytes) -> int:
+    """How many BEGIN lines ``data`` has (``-----BEGIN `` starting a line)."""
+    at, after, lines = data.find(b"-----BEGIN "), 0, 0
+    while at >= 0:
+        lines += _starts_line(data, at, after)
+        at, after = data.find(b"-----BEGIN ", at + 1), at
+    return lines
 
 
 def _orphan_end(data: bytes, ends: list[int]) -> bool:
@@ -134,10 +166,16 @@ def base64_body(body: bytes) -> bytes:
     return binascii.a2b_base64(body.translate(None, b" \t\n\r\x0b\x0c"), strict_mode=True)
 
 
+# The header of an OpenSSL traditional encrypted key, as OpenSSL's PEM_get_EVP_CIPHER_INFO
+# reads it: spaces or tabs after the colon and after the comma ("Proc-Type:4,ENCRYPTED"
+# too, which was read as a key without encryption: h239).
+_PROC_TYPE_ENCRYPTED = re.compile(rb"^Proc-Type:[ \t]*4,[ \t]*ENCRYPTED[ \t]*\r?$", re.MULTILINE)
+
+
 def _pem_key_is_encrypted(block: bytes) -> bool:
     # PKCS#8 "ENCRYPTED PRIVATE KEY", or an OpenSSL traditional key with a Proc-Type header.
     return block.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----") or (
-        b"Proc-Type: 4,ENCRYPTED" in block
+        _PROC_TYPE_ENCRYPTED.search(block, 0, 2048) is not None
     )
 
 
@@ -219,7 +257,9 @@ def pem_key_to_pkcs8(
                                      path, budget)  # fmt: skip
         # The headers as OpenSSL writes them, whatever the file's layout (folded lines,
         # spaces on the empty line, CR LF): cryptography reads this form only.
-        headers = b"Proc-Type: 4,ENCRYPTED\nDEK-Info: " + cipher.encode("ascii", "replace")
+        # The cipher's name in capitals: OpenSSL takes any case, cryptography these.
+        named = cipher.upper().encode("ascii", "replace")
+        headers = b"Proc-Type: 4,ENCRYPTED\nDEK-Info: " + named
         block = _pem_block(label, headers + b"," + iv.hex().upper().encode() + b"\n\n" + body)
     try:
         # The one call that needs the plain password: revealed in the argument list,

@@ -1223,6 +1223,30 @@ class _Certs:
                 return index
         return None
 
+    def _take_current(self, name: str, key: object) -> int | None:
+        """As :meth:`_take`, but of several unused certificates for one key (a renewed
+        certificate beside the one it replaced, in a PEM file), the one valid now,
+        else the one that ends last: the first in file order was the key's even when
+        expired, and peers refused the handshake (h239)."""
+        indexes = self._table(name).get(key)
+        unused = [i for i in reversed(indexes or ()) if i not in self.used]  # file order
+        if len(unused) < 2:
+            return self._take(name, key)
+        best = max(unused, key=self._currency)  # the first of equals in file order
+        assert indexes is not None
+        indexes.remove(best)
+        self.used.add(best)
+        return best
+
+    def _currency(self, index: int) -> tuple[bool, _dt.datetime]:
+        """(valid now, notAfter) of a certificate; one that cannot be read sorts last."""
+        try:
+            cert = _x509.load_cert(self.certs[index].der)
+            start, end = _dates.not_before(cert), _dates.not_after(cert)
+        except (ValueError, TypeError):
+            return False, _dt.datetime.min.replace(tzinfo=_dt.UTC)
+        return start <= _dt.datetime.now(_dt.UTC) <= end, end
+
     def _left(self) -> bool:
         return len(self.used) < len(self.certs)
 
@@ -1233,12 +1257,12 @@ class _Certs:
             if index is not None:
                 return index
         public = _spki_of_private(key_der)
-        index = None if public is None else self._take("key", public)
+        index = None if public is None else self._take_current("key", public)
         if index is not None:
             return index
         if self._left():
             parsed = _public_key_of_private(key_der)
-            index = None if parsed is None else self._take("key-parsed", parsed)
+            index = None if parsed is None else self._take_current("key-parsed", parsed)
             if index is not None:
                 return index
         # Its certificate taken already, as an issuer in another key's chain (a CA's key
@@ -1528,13 +1552,21 @@ def _parse_pem(
             f"{where}: no certificate or private key found in this PEM file{held}: {fix}",
             path=path,
         )
+    # A certificate twice (cat key.pem cert.pem fullchain.pem) is one: a leaf's copy
+    # became a trusted entry beside its key, and a bundle of one CA 6,000 times 6,000
+    # anchors, where OpenSSL's store keeps one and keytool refuses the copy (h239).
+    cert_ders = list(dict.fromkeys(cert_ders))
     keys: list[KeyEntry] = []
     index_of = _Certs([_pkcs12.P12Cert(None, der, None, False) for der in cert_ders])
     taken = Taken()
     if with_keys:
         secret = key_password if key_password is not None else password
+        read: set[bytes] = set()
         for block in key_blocks:
             key_der = pem_key_to_pkcs8(block, secret, path, budget)
+            if key_der in read:
+                continue  # one key in two forms (PKCS#8 and PKCS#1): one entry (h239)
+            read.add(key_der)
             leaf_at = index_of.leaf_for(key_der, None)
             if leaf_at is None:
                 if _spki_of_private(key_der) is None and _public_key_of_private(key_der) is None:
