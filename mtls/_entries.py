@@ -44,9 +44,12 @@ def fold(alias: str) -> str:
         TypeError: an alias that is not a ``str`` (an int failed in ``.lower()``).
     """
     try:
-        return alias.lower()
+        folded = alias.lower()
     except AttributeError:
         raise TypeError(f"an alias must be a str, not {type(alias).__name__}") from None
+    # The alias itself when it is in lower case already (keytool writes them so): a
+    # store's index then holds one string per alias, not two.
+    return alias if folded == alias else folded
 
 
 def where(path: str | os.PathLike[str] | None) -> str:
