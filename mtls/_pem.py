@@ -70,12 +70,14 @@ def pem_blocks(
     ends: list[int] = []  # where each block's END line starts
     opened: re.Match[bytes] | None = None
     after = 0  # where the boundary before this one starts (0: none)
+    begins = 0  # BEGIN boundaries that start their line
     for match in _PEM_BOUNDARY.finditer(data):
         at, before = match.start(), after
         after = at
         if match.group(1) == b"BEGIN":
             if not _starts_line(data, at, before):
                 continue  # text that mentions a boundary
+            begins += 1
             if opened is not None:
                 break  # the previous block has no END line
             # The BEGIN line ends after its boundary (RFC 7468 section 2), where OpenSSL
@@ -100,7 +102,9 @@ def pem_blocks(
             opened = None
     if (
         opened is not None
-        or _begin_lines(data) != len(blocks)  # a BEGIN line mangled, or cut
+        # A BEGIN line mangled, or cut: one count in C when every "-----BEGIN " was a
+        # boundary that starts its line.
+        or (begins if data.count(b"-----BEGIN ") == begins else _begin_lines(data)) != len(blocks)
         or _orphan_end(data, ends)  # a block whose BEGIN line was mangled
     ):
         raise KeystoreFormatError(
@@ -116,6 +120,8 @@ def _starts_line(data: bytes, at: int, after: int) -> bool:
     (and a UTF-8 byte-order mark, on the first). ``after``: where the boundary before
     it starts, or 0: the search for the line break goes back no further (the same
     line as a boundary starts no line), so a file is read once, whatever its lines."""
+    if at == 0 or data[at - 1] == 0x0A:  # the usual file: right after a line break
+        return True
     newline = data.rfind(b"\n", after, at)
     if newline < 0 and after > 0:
         return False
@@ -127,12 +133,14 @@ def _starts_line(data: bytes, at: int, after: int) -> bool:
 
 
 def _begin_lines(data: bytes) -> int:
-    """How many BEGIN lines ``data`` has (``-----BEGIN `` starting a line)."""
-    at, after, lines = data.find(b"-----BEGIN "), 0, 0
-    while at >= 0:
-        lines += _starts_line(data, at, after)
-        at, after = data.find(b"-----BEGIN ", at + 1), at
-    return lines
+    """How many BEGIN lines ``data`` has (``-----BEGIN `` starting a line), counted in
+    C: a walk over every ``-----BEGIN `` took 10 s for 8 MB of them on one line."""
+    return len(_BEGIN_LINE.findall(data))
+
+
+# A BEGIN boundary that starts its line: after a line break, or at the start of the
+# file (after a byte-order mark), and spaces or tabs.
+_BEGIN_LINE = re.compile(rb"(?:\A(?:\xef\xbb\xbf)?|\n)[ \t\r]*-----BEGIN ")
 
 
 def _orphan_end(data: bytes, ends: list[int]) -> bool:
