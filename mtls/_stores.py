@@ -110,8 +110,8 @@ def _secrets_text(entries: Entries) -> str:
 _LISTED_MAX = 12
 
 
-def _listed(aliases: Sequence[str], wanted: str | None = None) -> str:
-    """Aliases for a message, each quoted and escaped as the file has it (a leading
+def listed_aliases(aliases: Sequence[str], wanted: str | None = None) -> str:
+    """Aliases for a message (the CLI's too), each quoted and escaped as the file has it (a leading
     space, a line break), or ``(none)``; past a dozen, those closest to ``wanted``
     first and how many more there are."""
     if len(aliases) > _LISTED_MAX:
@@ -288,7 +288,7 @@ class _StoreBase:
         if chain is None:
             raise KeyEntryError(
                 f"{_where(self.path)}: no entry with alias {alias!r}; "
-                f"aliases are: {_listed(self.aliases, alias)}",
+                f"aliases are: {listed_aliases(self.aliases, alias)}",
                 path=self.path,
                 alias=alias,
             )
@@ -907,7 +907,7 @@ class Keystore(_StoreBase):
                     path=self.path,
                 )
             raise KeyEntryError(
-                f"{where} has {count} key entries ({_listed(self.key_aliases)}): "
+                f"{where} has {count} key entries ({listed_aliases(self.key_aliases)}): "
                 "choose one with alias= (the command line's --alias; a profile's "
                 "<KeyAlias>)",
                 path=self.path,
@@ -916,7 +916,7 @@ class Keystore(_StoreBase):
         if entry_or_none is None:
             raise KeyEntryError(
                 f"{where} has no key entry {alias!r}; key aliases are: "
-                f"{_listed(self.key_aliases, alias)}",
+                f"{listed_aliases(self.key_aliases, alias)}",
                 path=self.path,
                 alias=alias,
             )

@@ -19,9 +19,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from .. import _x509
+from .._entries import fold
 from .._errors import KeyEntryError, KeystoreFormatError
 from .._files import MAX_INPUT_BYTES, read_input
-from .._stores import Keystore
+from .._stores import Keystore, listed_aliases
 from ._common import (
     ENV_TRUSTSTORE_PASSWORD,
     EXIT_FAILURE,
@@ -76,11 +77,18 @@ def _key_entry_alias(
     JKS-family stores, asked before any key is decrypted (each has its own password:
     every key would be, and the first that does not open would be blamed)."""
     alias: str | None = args.alias
-    if alias is None and fmt in ("JKS", "JCEKS", "BKS", "UBER"):
+    if fmt in ("JKS", "JCEKS", "BKS", "UBER"):
         keys = inspect_keystore(path, password).key_aliases
-        if len(keys) > 1:
-            raise _several_keys(path, keys)
-        alias = keys[0] if keys else None
+        if alias is None:
+            if len(keys) > 1:
+                raise _several_keys(path, keys)
+            alias = keys[0] if keys else None
+        elif fold(alias) not in map(fold, keys):
+            # Said here, among every key entry: the store is then loaded with this
+            # entry's key alone, and "key aliases are: (none)" was said of it (h240).
+            raise CLIError(
+                f"{path} has no key entry {alias!r}; key aliases are: {listed_aliases(keys, alias)}"
+            )
     return alias
 
 

@@ -45,6 +45,7 @@ from ._parser import (
     command,
     commands_of,
     dash_values,
+    jvm_options,
     keytool_spelling,
 )
 
@@ -102,11 +103,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Output(no_color="--no-color" in args)
     try:
         parser = build_parser()
+        words, jvm = jvm_options(expand_password_sources(args))
         namespace = parser.parse_args(
-            dash_values(
-                cacerts_keystore(keytool_spelling(expand_password_sources(args)), jdk_cacerts)
-            )
+            dash_values(cacerts_keystore(keytool_spelling(words), jdk_cacerts))
         )
+        if jvm:
+            # Not shown: a -J-D option may carry a password (javax.net.ssl.*Password).
+            out.warn(
+                f"{jvm} -J option{'s' if jvm > 1 else ''} ignored: they are the JVM's, "
+                "and mtls runs none"
+            )
         run = getattr(namespace, "run", None)
         if run is None:
             raise CLIError(

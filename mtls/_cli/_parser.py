@@ -62,6 +62,8 @@ def _key_type(value: str) -> str:
     for name in ("RSA", "EC", "Ed25519"):
         if value.casefold() == name.casefold():
             return name
+    if value.casefold() == "eddsa":  # keytool's name for Ed25519 keys
+        return "Ed25519"
     raise argparse.ArgumentTypeError(f"must be RSA, EC or Ed25519, not {value!r}")
 
 
@@ -281,8 +283,23 @@ def keytool_spelling(args: list[str]) -> list[str]:
             rest = [*args[:at], *args[at + 1 :]]
             spelled = keytool_spelling(rest)
             return args if spelled is rest else [*spelled, word]
-        name = word[1:].lower() if word.startswith("-") and not word.startswith("--") else ""
+        name = _keytool_name(word)
         if name not in _KEYTOOL_COMMANDS:
+            if word.startswith("-"):
+                # keytool takes options before its command (keytool -keystore gw.p12
+                # -list, keytool -v -list): the command, found later, goes first (h240).
+                later = next(
+                    (
+                        i
+                        for i in range(at + 1, len(args))
+                        if _keytool_name(args[i]) in _KEYTOOL_COMMANDS
+                    ),
+                    None,
+                )
+                if later is not None:
+                    return keytool_spelling(
+                        [*args[:at], args[later], *args[at:later], *args[later + 1 :]]
+                    )
             return args
         command = _KEYTOOL_COMMANDS[name]
         if command is None:
@@ -348,6 +365,18 @@ def cacerts_keystore(args: list[str], locate: Callable[[], str]) -> list[str]:
     return [*rest, "--keystore", locate()]
 
 
+def _keytool_name(word: str) -> str:
+    """``word`` as a keytool command's name (``-list`` -> ``list``), or ``""``."""
+    return word[1:].lower() if word.startswith("-") and not word.startswith("--") else ""
+
+
+def jvm_options(args: list[str]) -> tuple[list[str], int]:
+    """``args`` without keytool's ``-J`` options (the JVM's: ``-J-Duser.language=en``),
+    and how many there were: keytool takes them anywhere, mtls runs no JVM."""
+    kept = [word for word in args if not (word.startswith("-J") and len(word) > 2)]
+    return kept, len(args) - len(kept)
+
+
 def commands_of(parser: argparse.ArgumentParser) -> list[str]:
     """The commands ``parser`` takes, as ``mtls --help`` lists them (aliases, such
     as keytool's spellings, left out)."""
@@ -380,7 +409,12 @@ def build_parser() -> Parser:
         aliases=("genkeypair",),
     )
     _keystore_option(genkey, "the keystore to create or add to")
-    genkey.add_argument("--alias", "-alias", required=True, help="the new entry's alias")
+    genkey.add_argument(
+        "--alias",
+        "-alias",
+        default="mykey",
+        help="the new entry's alias (default: mykey, as keytool)",
+    )
     genkey.add_argument(
         "--dname",
         "-dname",
@@ -435,7 +469,11 @@ def build_parser() -> Parser:
         aliases=("exportcert",),
     )
     _keystore_option(export, "the keystore or truststore")
-    export.add_argument("--alias", "-alias", required=True, help="the entry")
+    export.add_argument(
+        "--alias", "-alias", default="mykey", help="the entry (default: mykey, as keytool)"
+    )
+    # Tutorials pass -keypass to every command; an entry's certificate needs none.
+    export.add_argument("-keypass", dest="ignored_keypass", help=argparse.SUPPRESS)
     export.add_argument(
         "--file", "-file", dest="file", metavar="OUT", help="the output file (default: stdout)"
     )
@@ -832,4 +870,9 @@ def build_parser() -> Parser:
         "the seed flow end to end: stores, profile, a backend, a rotation (no JDK needed)",
     )
     demo.add_argument("--dir", metavar="DIR", help="keep the files here (default: a temp dir)")
+    for name, command_parser in sub.choices.items():
+        if name in _KEYTOOL_COMMANDS and "-v" not in command_parser._option_string_actions:
+            # keytool takes -v (verbose) with every command: WSO2's own "keytool -import
+            # -v -trustcacerts ..." was refused, and genkey read it as -validity (h240).
+            command_parser.add_argument("-v", action="store_true", help=argparse.SUPPRESS)
     return parser

@@ -26,7 +26,7 @@ from .._errors import KeyEntryError, KeystoreFormatError, MTLSError, WrongPasswo
 from .._files import atomic_write, read_input
 from .._keygen import key_shape
 from .._readers import detect_format, says_what_it_is
-from .._stores import Keystore, Truststore
+from .._stores import Keystore, Truststore, listed_aliases
 from .._types import WriteFormat
 from ._common import (
     ENV_OUT_PASSWORD,
@@ -612,7 +612,7 @@ def cmd_delete(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
     if alias not in store:
         raise CLIError(
             f"{path}: no entry with alias {alias!r}; aliases are: "
-            f"{', '.join(repr(a) for a in store.aliases) or '(none)'}"
+            f"{listed_aliases(store.aliases, alias)}"
         )
     was_key = store.is_key_entry(alias)
     store.remove(alias)

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import padding
 
 import mtls
@@ -222,3 +223,60 @@ def test_cacerts_without_a_jdk_says_how_to_name_one(tmp_path: Path) -> None:
     env = {"JAVA_HOME": str(tmp_path / "none"), "PATH": str(tmp_path / "no-bin")}
     run = fails(1, "-list", "-cacerts", *STORE, env=env)
     assert "no JDK with a cacerts file found" in run.stderr and "JAVA_HOME" in run.stderr
+
+
+def test_keytool_command_lines_as_tutorials_write_them(tmp_path: Path, jdk_keytool: JDK) -> None:
+    """h240: -v on every command (WSO2's "keytool -import -v -trustcacerts ..."; genkey
+    read it as -validity), options before the command, -J options (the JVM's: ignored,
+    said, never echoed: one may carry a password), -keypass on export, keytool's
+    default alias mykey, -keyalg EdDSA."""
+    store = tmp_path / "rel.jks"
+    ok("-genkey", "-v", "-keystore", store, "-keyalg", "RSA", "-validity", "10000",
+       "-dname", "CN=Android", *STORE)  # fmt: skip
+    listed = run_keytool(jdk_keytool, "-list", "-keystore", str(store), *STORE)
+    assert "mykey," in listed  # keytool's default alias
+    cert = mtls.Keystore.load(store, PASSWORD).certificate("mykey")
+    assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days == 10000
+    exported = tmp_path / "mykey.cer"
+    ok("-exportcert", "-v", "-keystore", store, *STORE, "-keypass", PASSWORD, "-file", exported)
+    assert x509.load_der_x509_certificate(exported.read_bytes()) == cert
+    trust = tmp_path / "trust.jks"
+    ok("-import", "-v", "-trustcacerts", "-alias", "gw", "-file", exported, "-keystore", trust,
+       *STORE, "-noprompt")  # fmt: skip
+    # Options before the command, as keytool takes them.
+    before = ok("-keystore", trust, *STORE, "-v", "-list")
+    assert "gw" in before.stdout and "trustedCertEntry" in before.stdout
+    csr = tmp_path / "k.csr"
+    ok("-alias", "mykey", *STORE, "-keystore", store, "-certreq", "-file", csr)
+    assert csr.read_bytes().startswith(b"-----BEGIN CERTIFICATE REQUEST-----")
+    secret = "jvm-Secret-Pw9"
+    run = mtls_run("-J-Duser.language=en", "-list", "-keystore", trust, *STORE,
+                   f"-J-Djavax.net.ssl.keyStorePassword={secret}")  # fmt: skip
+    assert run.code == 0, run.stderr
+    assert "2 -J options ignored" in run.stderr and secret not in run.stderr + run.stdout
+    ed = tmp_path / "ed.p12"
+    ok("-genkeypair", "-keyalg", "EdDSA", "-keystore", ed, *STORE, "-dname", "CN=ed")
+    assert "Ed25519" in run_keytool(jdk_keytool, "-list", "-v", "-keystore", str(ed), *STORE)
+    # The twins: an option keytool does not have is still refused, and a command line
+    # with no command says so.
+    assert "unrecognized arguments: -bogus" in fails(2, "-list", "-keystore", trust, *STORE,
+                                                     "-bogus").stderr  # fmt: skip
+    fails(2, "-keystore", trust, *STORE)
+
+
+def test_a_missing_alias_is_named_among_every_key_entry(tmp_path: Path) -> None:
+    """certreq and gencert on a JKS store load the named key alone: a missing alias was
+    said to be among "key aliases: (none)" (h240); delete listed every alias."""
+    store = tmp_path / "gw.jks"
+    ok("-genkeypair", "-alias", "gw", "-keystore", store, *STORE, "-dname", "CN=gw")
+    run = fails(1, "-certreq", "-alias", "nope", "-keystore", store, *STORE)
+    assert "has no key entry 'nope'; key aliases are: 'gw'" in run.stderr
+    run = fails(1, "-gencert", "-alias", "ca", "-keystore", store, *STORE, "-infile", store)
+    assert "key aliases are: 'gw'" in run.stderr
+    many = mtls.Truststore()
+    for i in range(30):
+        many.add(f"root{i:02d}", CA(name=f"root {i}").certificate)
+    big = tmp_path / "big.jks"
+    many.save(big, PASSWORD, store_type="JKS")
+    run = fails(1, "-delete", "-alias", "root77", "-keystore", big, *STORE)
+    assert "and 18 more (list them with mtls list)" in run.stderr
