@@ -87,7 +87,13 @@ def _existing_type(store: Keystore, path: Path, explicit: WriteFormat | None) ->
 
 
 def _open_to_add(
-    path: Path, password: str, key_password: str | None, out: Output, adding: str
+    path: Path,
+    password: str,
+    key_password: str | None,
+    out: Output,
+    adding: str,
+    *,
+    key_alias: str | None = None,
 ) -> tuple[Keystore, str | None]:
     """An existing store that ``genkey`` or ``import`` adds to, and the key password
     to write it with.
@@ -98,7 +104,9 @@ def _open_to_add(
     password: a different key password is ignored with a warning, as keytool ignores
     it (and as for a new store). A store holding secret-key entries is refused up
     front: they are listed, never decrypted, so the store cannot be written back;
-    keytool can add to it.
+    keytool can add to it. ``key_alias``: the key entry a given key password must open
+    (a JKS key is decrypted once to check it, as keytool recovers it: a wrong one was
+    taken in silence, h240), when the store has it.
     """
     fmt = _sniff(path)
     # Before any key is decrypted: a JCEKS store's keys, each under its own password,
@@ -112,6 +120,14 @@ def _open_to_add(
         if fmt == "JKS"
         else load_keystore(path, password, key_password)
     )
+    if (
+        fmt == "JKS"
+        and key_password is not None
+        and key_alias is not None
+        and key_alias in store
+        and store.is_key_entry(key_alias)
+    ):
+        load_keystore(path, password, key_password, key_alias=key_alias)
     if store.secret_keys:
         names = ", ".join(repr(alias) for alias in store.secret_keys)
         raise CLIError(
@@ -479,7 +495,9 @@ def cmd_import(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
     key_password = optional_key_password(args)
     alias: str = args.alias
     if exists:
-        store, key_password = _open_to_add(path, password, key_password, out, "-importcert")
+        store, key_password = _open_to_add(
+            path, password, key_password, out, "-importcert", key_alias=alias
+        )
         kind = _existing_type(store, path, args.store_type)
         if alias in store and store.is_key_entry(alias):
             return install_reply(
@@ -697,7 +715,7 @@ def cmd_changealias(args: argparse.Namespace, out: Output, logs: LogCollector) -
     path = Path(args.keystore)
     password = store_password(args, path)
     store, key_password = _open_to_add(
-        path, password, optional_key_password(args), out, "-changealias"
+        path, password, optional_key_password(args), out, "-changealias", key_alias=args.alias
     )
     kind = _existing_type(store, path, None)
     old: str = args.alias

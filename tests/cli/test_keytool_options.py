@@ -280,3 +280,35 @@ def test_a_missing_alias_is_named_among_every_key_entry(tmp_path: Path) -> None:
     many.save(big, PASSWORD, store_type="JKS")
     run = fails(1, "-delete", "-alias", "root77", "-keystore", big, *STORE)
     assert "and 18 more (list them with mtls list)" in run.stderr
+
+
+def test_a_wrong_key_password_given_is_refused_as_keytool_refuses_it(tmp_path: Path) -> None:
+    """changealias and import of a reply keep a JKS key as the file protects it, and took
+    a wrong -keypass in silence (h240): the user then wrote it into WSO2's config. A
+    given key password is checked; the right one, or none, still works."""
+    store = tmp_path / "kp.jks"
+    ok("-genkeypair", "-alias", "kp", "-keystore", store, *STORE, "-keypass", "own-Key-Pw1",
+       "-dname", "CN=kp")  # fmt: skip
+    ca = ("-keystore", tmp_path / "ca.p12", *STORE)
+    ok("-genkeypair", *ca, "-alias", "ca", "-dname", "CN=ca", "-ext", "bc:c")
+    csr, reply = tmp_path / "kp.csr", tmp_path / "kp.pem"
+    ok("-certreq", "-alias", "kp", "-keystore", store, *STORE, "-keypass", "own-Key-Pw1",
+       "-file", csr)  # fmt: skip
+    ok("-gencert", *ca, "-alias", "ca", "-infile", csr, "-outfile", reply, "-rfc")
+    root = tmp_path / "ca.pem"
+    ok("-exportcert", *ca, "-alias", "ca", "-rfc", "-file", root)
+    ok("-importcert", "-alias", "root", "-file", root, "-keystore", store, *STORE, "-noprompt")
+    wrong = ("-keystore", store, *STORE, "-keypass", "WRONG-pass1")
+    for args in (("-changealias", "-alias", "kp", "-destalias", "kp2"),
+                 ("-importcert", "-alias", "kp", "-file", reply, "-noprompt")):  # fmt: skip
+        run = fails(1, *args, *wrong)
+        assert "does not unlock key entry 'kp'" in run.stderr and "WRONG-pass1" not in run.stderr
+    assert len(mtls.Keystore.inspect(store, PASSWORD).certificate_chain("kp")) == 1
+    ok("-importcert", "-alias", "kp", "-file", reply, "-noprompt", "-keystore", store, *STORE,
+       "-keypass", "own-Key-Pw1")  # fmt: skip
+    assert len(mtls.Keystore.inspect(store, PASSWORD).certificate_chain("kp")) == 2
+    ok("-changealias", "-alias", "kp", "-destalias", "kp2", "-keystore", store, *STORE,
+       "-keypass", "own-Key-Pw1")  # fmt: skip
+    ok("-changealias", "-alias", "kp2", "-destalias", "kp3", "-keystore", store, *STORE)
+    assert mtls.Keystore.inspect(store, PASSWORD).key_aliases == ("kp3",)
+    assert mtls.Keystore.load(store, PASSWORD, key_password="own-Key-Pw1").key_aliases == ("kp3",)
