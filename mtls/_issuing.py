@@ -26,7 +26,7 @@ from . import _dates, _der, _x509
 from ._entries import KeyEntry
 from ._errors import KeystoreFormatError
 from ._files import read_input
-from ._keygen import parse_sans, signature_for, validity_start
+from ._keygen import parse_sans, signature_for, validity
 from ._log import log
 from ._pem import base64_body, pem_blocks
 from ._readers import _der_signed, open_error
@@ -444,11 +444,7 @@ def sign_request(
     chosen[ExtensionOID.AUTHORITY_KEY_IDENTIFIER] = x509.Extension(
         ExtensionOID.AUTHORITY_KEY_IDENTIFIER, False, authority
     )
-    start = (
-        validity_start(not_before, days)
-        if not_before is not None
-        else _dt.datetime.now(_dt.UTC).replace(microsecond=0)
-    )
+    start, end = validity(not_before, days)
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject if subject is not None else csr.subject)
@@ -456,7 +452,7 @@ def sign_request(
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
-        .not_valid_after(start + _dt.timedelta(days=days))
+        .not_valid_after(end)
     )
     for extension in chosen.values():
         builder = builder.add_extension(extension.value, critical=extension.critical)

@@ -364,18 +364,30 @@ def signature_for(name: str | None, key: object) -> tuple[SigningHash | None, pa
     return digest, None
 
 
-def check_signature_algorithm(name: str | None, key_type: str) -> None:
+def check_signature_algorithm(name: str | None, key_type: str, key_size: int, curve: str) -> None:
     """Refuse ``name`` (as :func:`signature_for`) before a key of ``key_type``
-    (``RSA``, ``EC``, ``Ed25519``) is made for it: an RSA key of 16,384 bits takes
-    minutes.
+    (``RSA``, ``EC``, ``Ed25519``; ``key_size`` and ``curve`` as :func:`key_shape`
+    gives them) is made for it: an RSA key of 16,384 bits takes minutes.
 
     Raises:
         ValueError, TypeError: as :func:`signature_for`.
     """
-    if name is not None:
-        family = {"RSA": "RSA", "EC": "EC", "ED25519": "Ed25519"}.get(key_type.upper())
-        if family is not None:
-            _sigalg(name, family, _DEFAULT_SIGALGS[family])
+    if name is None:
+        return
+    family = {"RSA": "RSA", "EC": "EC", "ED25519": "Ed25519"}.get(key_type.upper())
+    if family is None:
+        return
+    bits = key_size if family == "RSA" else {"secp384r1": 384, "secp521r1": 521}.get(curve, 256)
+    digest = (
+        512 if bits > (7680 if family == "RSA" else 511)
+        else 384 if bits > (3072 if family == "RSA" else 383)
+        else 256
+    )  # fmt: skip
+    default = (
+        "Ed25519" if family == "Ed25519"
+        else f"SHA{digest}with{'ECDSA' if family == 'EC' else 'RSA'}"
+    )  # fmt: skip
+    _sigalg(name, family, default)
 
 
 def _sigalg(name: str, family: str, default: str) -> tuple[SigningHash | None, bool]:
@@ -383,7 +395,10 @@ def _sigalg(name: str, family: str, default: str) -> tuple[SigningHash | None, b
     whether it is RSASSA-PSS, for a key of ``family``."""
     if not isinstance(name, str):
         raise TypeError(f"a signature algorithm is a str such as 'SHA256withRSA', not {name!r}")
-    folded = name.strip().upper()
+    # As Java names it, in any case, or by its OID (keytool takes "1.2.840.113549.1.1.11"
+    # and "OID.1.2.840.113549.1.1.11"); no spaces around it (keytool refuses those).
+    folded = name.upper()
+    folded = _SIGALG_OIDS.get(folded.removeprefix("OID."), folded)
     if folded in _REFUSED_SIGALGS:
         raise ValueError(
             f"signature algorithm {name}: {_REFUSED_SIGALGS[folded]}: use {default} (or "
@@ -424,9 +439,23 @@ _OPENSSL_30_UNVERIFIED = {
     "DSA": ("sha384", "sha512"),
 }
 
-_DEFAULT_SIGALGS = {
-    "RSA": "SHA256withRSA", "EC": "SHA256withECDSA", "DSA": "SHA256withDSA",
-    "Ed25519": "Ed25519", "Ed448": "Ed448",
+#: Signature algorithms by OID, as keytool's -sigalg takes them too.
+_SIGALG_OIDS = {
+    "1.2.840.113549.1.1.4": "MD5WITHRSA", "1.2.840.113549.1.1.5": "SHA1WITHRSA",
+    "1.2.840.113549.1.1.14": "SHA224WITHRSA", "1.2.840.113549.1.1.11": "SHA256WITHRSA",
+    "1.2.840.113549.1.1.12": "SHA384WITHRSA", "1.2.840.113549.1.1.13": "SHA512WITHRSA",
+    "1.2.840.113549.1.1.10": "RSASSA-PSS",
+    "1.2.840.10045.4.1": "SHA1WITHECDSA", "1.2.840.10045.4.3.1": "SHA224WITHECDSA",
+    "1.2.840.10045.4.3.2": "SHA256WITHECDSA", "1.2.840.10045.4.3.3": "SHA384WITHECDSA",
+    "1.2.840.10045.4.3.4": "SHA512WITHECDSA",
+    "2.16.840.1.101.3.4.3.9": "SHA3-224WITHECDSA", "2.16.840.1.101.3.4.3.10": "SHA3-256WITHECDSA",
+    "2.16.840.1.101.3.4.3.11": "SHA3-384WITHECDSA", "2.16.840.1.101.3.4.3.12": "SHA3-512WITHECDSA",
+    "2.16.840.1.101.3.4.3.13": "SHA3-224WITHRSA", "2.16.840.1.101.3.4.3.14": "SHA3-256WITHRSA",
+    "2.16.840.1.101.3.4.3.15": "SHA3-384WITHRSA", "2.16.840.1.101.3.4.3.16": "SHA3-512WITHRSA",
+    "1.2.840.10040.4.3": "SHA1WITHDSA", "2.16.840.1.101.3.4.3.1": "SHA224WITHDSA",
+    "2.16.840.1.101.3.4.3.2": "SHA256WITHDSA", "2.16.840.1.101.3.4.3.3": "SHA384WITHDSA",
+    "2.16.840.1.101.3.4.3.4": "SHA512WITHDSA",
+    "1.3.101.112": "ED25519", "1.3.101.113": "ED448",
 }  # fmt: skip
 
 
@@ -443,74 +472,114 @@ def _default_sigalg(key: object) -> str:
 _LAST = _dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=_dt.UTC)
 
 
-def validity_start(not_before: _dt.datetime | None, days: int) -> _dt.datetime:
-    """A new certificate's notBefore, in UTC: ``not_before`` (naive: UTC), or five
-    minutes ago (a peer whose clock lags still accepts it).
+def validity(
+    not_before: _dt.datetime | None, days: int, *, early: _dt.timedelta = _dt.timedelta(0)
+) -> tuple[_dt.datetime, _dt.datetime]:
+    """A new certificate's notBefore and notAfter, in UTC: ``days`` from
+    ``not_before`` (naive: UTC), or from now, the start ``early`` before it (a peer
+    whose clock lags still accepts the certificate).
 
     Raises:
         TypeError: ``not_before`` is not a datetime.
-        ValueError: ``days`` from it would end after the year 9999.
+        ValueError: the validity would end after the year 9999.
     """
     if not_before is None:
-        return _dt.datetime.now(_dt.UTC).replace(microsecond=0) - _dt.timedelta(minutes=5)
+        now = _dt.datetime.now(_dt.UTC).replace(microsecond=0)
+        return now - early, now + _dt.timedelta(days=days)
     if not isinstance(not_before, _dt.datetime):
         raise TypeError(f"not_before must be a datetime, not {type(not_before).__name__}")
-    start = (
-        not_before.replace(tzinfo=_dt.UTC)
-        if not_before.tzinfo is None
-        else not_before.astimezone(_dt.UTC)
-    ).replace(microsecond=0)
+    try:
+        start = (
+            not_before.replace(tzinfo=_dt.UTC)
+            if not_before.tzinfo is None
+            else not_before.astimezone(_dt.UTC)
+        ).replace(microsecond=0)
+    except OverflowError:  # an aware 9999-12-31 west of UTC
+        start = _LAST
     if start > _LAST - _dt.timedelta(days=days):
         raise ValueError(
             f"a validity of {days:,} days from {start:%Y-%m-%d} ends after the year 9999, "
             "the last X.509 can say: give fewer days or an earlier start"
         )
-    return start
+    return start, start + _dt.timedelta(days=days)
 
 
-_RELATIVE = re.compile(r"([+-])(\d+)([ymdHMS])")
+_RELATIVE = re.compile(r"([+-])([0-9]{1,9})([ymdHMS])")
 
 
 def parse_startdate(text: str, now: _dt.datetime | None = None) -> _dt.datetime:
-    """keytool's ``-startdate``: ``[+-]nnn[ymdHMS]`` repeated (``-1d``, ``+1y-2m``:
-    from now, in the calendar of the local time zone, a month added on the 31st
-    landing on the month's last day, as Java's ``Calendar.add``), or ``yyyy/mm/dd
-    HH:MM:SS``, ``yyyy/mm/dd`` (at the time of day it is now) or ``HH:MM:SS`` (today),
-    in local time.
+    """keytool's ``-startdate``: ``[+-]nnn[ymdHMS]`` repeated (``-1d``, ``+1y+6m``:
+    from now, as Java's ``GregorianCalendar.add`` counts: years, months and days on
+    the local calendar, a month added on the 31st landing on the month's last day;
+    hours, minutes and seconds as time elapsed), or ``yyyy/mm/dd HH:MM:SS``,
+    ``yyyy/mm/dd`` (at the time of day it is now) or ``HH:MM:SS`` (today), in local
+    time. A local time that does not exist or happens twice (a daylight-saving
+    change) is read as Java reads it: the later offset's.
 
     Returns:
         The instant, time-zone aware.
 
     Raises:
-        ValueError: none of those forms, or a date that does not exist.
+        ValueError: none of those forms, a date that does not exist, or an instant
+            before the year 1 or after 9999.
     """
-    local = (now or _dt.datetime.now(_dt.UTC)).astimezone().replace(microsecond=0)
-    wall = local.replace(tzinfo=None)
     bad = ValueError(
         f"-startdate {text!r}: give [+-]nnn[ymdHMS] (e.g. -1d, +1y+6m: from now) or "
         "yyyy/mm/dd [HH:MM:SS] or HH:MM:SS (local time), as keytool takes it"
     )
-    if text[:1] in ("+", "-"):
-        at, sign = 0, 1
-        while at < len(text):
-            match = _RELATIVE.match(text, at)
-            if match is None:
-                raise bad
-            sign = 1 if match.group(1) == "+" else -1
-            number, unit = sign * int(match.group(2)), match.group(3)
-            try:
-                if unit in "ym":
-                    months = wall.month - 1 + number * (12 if unit == "y" else 1)
-                    year, month = wall.year + months // 12, months % 12 + 1
-                    last = calendar.monthrange(year, month)[1] if 1 <= year <= 9999 else 31
-                    wall = wall.replace(year=year, month=month, day=min(wall.day, last))
-                else:
-                    unit_name = {"d": "days", "H": "hours", "M": "minutes", "S": "seconds"}
-                    wall += _dt.timedelta(**{unit_name[unit]: number})
-            except (ValueError, OverflowError):
-                raise ValueError(f"-startdate {text!r}: before year 1 or after 9999") from None
-            at = match.end()
-        return wall.astimezone()
+    out_of_range = ValueError(f"-startdate {text!r}: before the year 1 or after 9999")
+    try:
+        instant = (now or _dt.datetime.now(_dt.UTC)).astimezone().replace(microsecond=0)
+        if text[:1] in ("+", "-"):
+            at = 0
+            while at < len(text):
+                match = _RELATIVE.match(text, at)
+                if match is None:
+                    raise bad
+                number = int(match.group(2)) * (1 if match.group(1) == "+" else -1)
+                unit = match.group(3)
+                if unit in "ymd":
+                    instant = _local(_calendar_add(_wall(instant), unit, number))
+                else:  # elapsed time, whatever the clock does meanwhile
+                    seconds = number * {"H": 3600, "M": 60, "S": 1}[unit]
+                    instant = (instant + _dt.timedelta(seconds=seconds)).astimezone()
+                at = match.end()
+            return instant
+        return _local(_absolute(text, _wall(instant), bad))
+    except OverflowError:
+        raise out_of_range from None
+    except ValueError as exc:
+        if exc is bad or str(exc).startswith("-startdate "):
+            raise
+        raise out_of_range from None
+
+
+def _wall(instant: _dt.datetime) -> _dt.datetime:
+    """The local clock time of ``instant``, naive."""
+    return instant.astimezone().replace(tzinfo=None)
+
+
+def _local(wall: _dt.datetime) -> _dt.datetime:
+    """The instant a local clock time names; one that does not exist or happens twice
+    takes the later offset (``fold=1``), as Java's lenient calendar does."""
+    return wall.replace(fold=1).astimezone()
+
+
+def _calendar_add(wall: _dt.datetime, unit: str, number: int) -> _dt.datetime:
+    """``Calendar.add`` of years, months or days on a clock time."""
+    if unit == "d":
+        return wall + _dt.timedelta(days=number)
+    months = wall.month - 1 + number * (12 if unit == "y" else 1)
+    year, month = wall.year + months // 12, months % 12 + 1
+    if not 1 <= year <= 9999:
+        raise OverflowError(year)
+    return wall.replace(
+        year=year, month=month, day=min(wall.day, calendar.monthrange(year, month)[1])
+    )
+
+
+def _absolute(text: str, wall: _dt.datetime, bad: ValueError) -> _dt.datetime:
+    """``yyyy/mm/dd [HH:MM:SS]`` or ``HH:MM:SS`` over the clock time ``wall``."""
     date_part, time_part = (
         (text[:10], text[11:]) if len(text) == 19 and text[10] == " "
         else (text, None) if len(text) == 10
@@ -519,22 +588,20 @@ def parse_startdate(text: str, now: _dt.datetime | None = None) -> _dt.datetime:
     )  # fmt: skip
     if date_part is None and time_part is None:
         raise bad
+    if date_part is not None and not re.fullmatch(r"[0-9]{4}/[0-9]{2}/[0-9]{2}", date_part):
+        raise bad
+    if time_part is not None and not re.fullmatch(r"[0-9]{2}:[0-9]{2}:[0-9]{2}", time_part):
+        raise bad
     try:
         if date_part is not None:
-            if not re.fullmatch(r"\d{4}/\d{2}/\d{2}", date_part):
-                raise bad
             year, month, day = map(int, date_part.split("/"))
             wall = wall.replace(year=year, month=month, day=day)
         if time_part is not None:
-            if not re.fullmatch(r"\d{2}:\d{2}:\d{2}", time_part):
-                raise bad
             hour, minute, second = map(int, time_part.split(":"))
             wall = wall.replace(hour=hour, minute=minute, second=second)
     except ValueError as exc:
-        if exc is bad:
-            raise
         raise ValueError(f"-startdate {text!r}: no such date or time ({exc})") from None
-    return wall.astimezone()
+    return wall
 
 
 #: keytool's ``-keyalg EC -keysize N``: the size names the curve.

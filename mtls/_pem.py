@@ -71,11 +71,17 @@ def pem_blocks(
     opened: re.Match[bytes] | None = None
     after = 0  # where the boundary before this one starts (0: none)
     begins = 0  # BEGIN boundaries that start their line
+    quoted: re.Match[bytes] | None = None  # the first after text that ends its line
     for match in _PEM_BOUNDARY.finditer(data):
         at, before = match.start(), after
         after = at
         if match.group(1) == b"BEGIN":
             if not _starts_line(data, at, before):
+                if (
+                    quoted is None
+                    and data[match.end() : match.end() + 2].lstrip(b"\r")[:1] == b"\n"
+                ):
+                    quoted = match
                 continue  # text that mentions a boundary
             begins += 1
             if opened is not None:
@@ -107,6 +113,16 @@ def pem_blocks(
         or (begins if data.count(b"-----BEGIN ") == begins else _begin_lines(data)) != len(blocks)
         or _orphan_end(data, ends)  # a block whose BEGIN line was mangled
     ):
+        if quoted is not None and opened is None:
+            # "see: -----BEGIN CERTIFICATE-----" then its body and END: OpenSSL skips
+            # the block as text, keytool reads it; which one is meant is unknown.
+            raise KeystoreFormatError(
+                f"{where}: a -----BEGIN {quoted.group(2).decode('ascii', 'replace')}----- "
+                "line has text before it on its line: OpenSSL skips that block, and "
+                "keytool reads it: put the BEGIN line at the start of its line, or remove "
+                "the block",
+                path=path,
+            )
         raise KeystoreFormatError(
             f"{where}: a PEM block has no matching END line: the file is truncated or "
             "damaged; replace it",
@@ -117,7 +133,7 @@ def pem_blocks(
 
 def _starts_line(data: bytes, at: int, after: int) -> bool:
     """Whether ``data[at:]`` starts a line: only spaces or tabs before it on its line
-    (and a UTF-8 byte-order mark, on the first). ``after``: where the boundary before
+    (and a UTF-8 byte-order mark). ``after``: where the boundary before
     it starts, or 0: the search for the line break goes back no further (the same
     line as a boundary starts no line), so a file is read once, whatever its lines."""
     if at == 0 or data[at - 1] == 0x0A:  # the usual file: right after a line break
@@ -125,10 +141,8 @@ def _starts_line(data: bytes, at: int, after: int) -> bool:
     newline = data.rfind(b"\n", after, at)
     if newline < 0 and after > 0:
         return False
-    start = newline + 1
-    before = data[start:at]
-    if start == 0:
-        before = before.removeprefix(b"\xef\xbb\xbf")
+    # A byte-order mark may start any line: files saved on Windows, then concatenated.
+    before = data[newline + 1 : at].removeprefix(b"\xef\xbb\xbf")
     return not before.strip(b" \t\r")
 
 
@@ -138,9 +152,9 @@ def _begin_lines(data: bytes) -> int:
     return len(_BEGIN_LINE.findall(data))
 
 
-# A BEGIN boundary that starts its line: after a line break, or at the start of the
-# file (after a byte-order mark), and spaces or tabs.
-_BEGIN_LINE = re.compile(rb"(?:\A(?:\xef\xbb\xbf)?|\n)[ \t\r]*-----BEGIN ")
+# A BEGIN boundary that starts its line: after a line break or at the start of the
+# file, a byte-order mark, and spaces or tabs.
+_BEGIN_LINE = re.compile(rb"(?:\A|\n)(?:\xef\xbb\xbf)?[ \t\r]*-----BEGIN ")
 
 
 def _orphan_end(data: bytes, ends: list[int]) -> bool:

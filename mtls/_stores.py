@@ -34,7 +34,7 @@ from ._keygen import (
     parse_dname,
     parse_sans,
     signature_for,
-    validity_start,
+    validity,
 )
 from ._log import log
 from ._readers import (
@@ -628,8 +628,8 @@ class Keystore(_StoreBase):
             )
         shape = key_shape(key_type, key_size, curve)
         name = parse_dname(subject)
-        start = validity_start(not_before, days)
-        check_signature_algorithm(signature_algorithm, key_type)
+        start, end = validity(not_before, days, early=_dt.timedelta(minutes=5))
+        check_signature_algorithm(signature_algorithm, key_type, *shape)
         key = new_private_key(key_type, *shape)
         digest, rsa_padding = signature_for(signature_algorithm, key)
         builder = (
@@ -639,7 +639,7 @@ class Keystore(_StoreBase):
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
             .not_valid_before(start)
-            .not_valid_after(start + _dt.timedelta(days=days))
+            .not_valid_after(end)
         )
         chosen: dict[x509.ObjectIdentifier, tuple[x509.ExtensionType, bool]] = {}
         ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())

@@ -166,9 +166,9 @@ def test_a_start_whose_validity_ends_after_9999_is_refused(tmp_path: Path) -> No
 
 
 def test_relative_startdates_follow_javas_calendar() -> None:
-    # Noon UTC on January 31st: January 31st in every time zone within 11 hours of UTC.
-    now = _dt.datetime(2024, 1, 31, 12, 0, tzinfo=_dt.UTC)
-    wall = now.astimezone().replace(tzinfo=None)
+    # Noon on January 31st in this machine's time zone, whatever it is.
+    now = _dt.datetime(2024, 1, 31, 12, 0).astimezone()
+    wall = now.replace(tzinfo=None)
 
     def on_the_wall(text: str) -> _dt.datetime:
         return parse_startdate(text, now).replace(tzinfo=None)
@@ -177,12 +177,58 @@ def test_relative_startdates_follow_javas_calendar() -> None:
     assert on_the_wall("+1m") == wall.replace(month=2, day=29)
     assert on_the_wall("+1y+1m") == wall.replace(year=2025, month=2, day=28)
     assert on_the_wall("-1m") == wall.replace(year=2023, month=12)
-    assert on_the_wall("-5H+30M") == wall - _dt.timedelta(hours=4, minutes=30)
+    assert parse_startdate("-5H+30M", now) == now - _dt.timedelta(hours=4, minutes=30)
     assert on_the_wall("+0d") == wall
     assert on_the_wall("10:11:12") == wall.replace(hour=10, minute=11, second=12)
     assert on_the_wall("2020/06/01") == wall.replace(year=2020, month=6, day=1)
-    with pytest.raises(ValueError, match="before year 1 or after 9999"):
-        parse_startdate("+8000y", now)
+    for far in ("+8000y", "-2025y", "+99999999d"):
+        with pytest.raises(ValueError, match="before the year 1 or after 9999"):
+            parse_startdate(far, now)
+    for malformed in ("+1234567890d", "+\u0663d", "2025/0\u0663/01"):  # 10 digits; Arabic 3
+        with pytest.raises(ValueError, match=r"give \[\+-\]nnn\[ymdHMS\]"):
+            parse_startdate(malformed, now)
+
+
+@pytest.mark.parametrize(
+    ("startdate", "not_before"),
+    [
+        # A local time that does not exist (clocks go 02:00 -> 03:00) and one that
+        # happens twice (03:00 -> 02:00): Java's calendar takes the later offset.
+        ("2026/03/29 02:30:00", _dt.datetime(2026, 3, 29, 1, 30, tzinfo=_dt.UTC)),
+        ("2026/10/25 02:30:00", _dt.datetime(2026, 10, 25, 1, 30, tzinfo=_dt.UTC)),
+        ("2026/07/01 12:00:00", _dt.datetime(2026, 7, 1, 10, 0, tzinfo=_dt.UTC)),
+    ],
+)
+def test_startdate_across_daylight_saving_as_keytool(
+    tmp_path: Path, jdk_keytool: JDK, startdate: str, not_before: _dt.datetime
+) -> None:
+    berlin = {"TZ": "Europe/Berlin"}
+    ours, theirs = tmp_path / "ours.p12", tmp_path / "theirs.p12"
+    ok("-genkeypair", "-keystore", ours, *STORE, "-alias", "k", "-keyalg", "EC",
+       "-dname", "CN=k", "-startdate", startdate, env=berlin)  # fmt: skip
+    assert mtls.Keystore.load(ours, PASSWORD).certificate("k").not_valid_before_utc == not_before
+    run_keytool(
+        jdk_keytool, "-J-Duser.timezone=Europe/Berlin", "-genkeypair", "-keystore",
+        str(theirs), *STORE, "-alias", "k", "-keyalg", "EC", "-dname", "CN=k",
+        "-startdate", startdate,
+    )  # fmt: skip
+    assert mtls.Keystore.load(theirs, PASSWORD).certificate("k").not_valid_before_utc == not_before
+
+
+def test_relative_hours_are_time_elapsed(tmp_path: Path) -> None:
+    """Java adds hours, minutes and seconds as time elapsed, days on the calendar: 3,000
+    hours from a Berlin winter day crosses a clock change and is still 125 days."""
+    store = tmp_path / "k.p12"
+    before = _dt.datetime.now(_dt.UTC).replace(microsecond=0)
+    ok("-genkeypair", "-keystore", store, *STORE, "-alias", "k", "-keyalg", "EC",
+       "-dname", "CN=k", "-startdate", "+3000H", env={"TZ": "Europe/Berlin"})  # fmt: skip
+    after = _dt.datetime.now(_dt.UTC)
+    start = mtls.Keystore.load(store, PASSWORD).certificate("k").not_valid_before_utc
+    assert before + _dt.timedelta(hours=3000) <= start <= after + _dt.timedelta(hours=3000)
+    # The far end, in a zone west of UTC: refused, never an OverflowError.
+    run = fails(2, "-genkeypair", "-keystore", store, *STORE, "-alias", "j", "-dname", "CN=j",
+                "-startdate", "9999/12/31 23:59:59", env={"TZ": "America/New_York"})  # fmt: skip
+    assert "after 9999" in run.stderr
 
 
 def _fake_jdk(tmp_path: Path) -> tuple[Path, dict[str, str]]:
@@ -312,3 +358,28 @@ def test_a_wrong_key_password_given_is_refused_as_keytool_refuses_it(tmp_path: P
     ok("-changealias", "-alias", "kp2", "-destalias", "kp3", "-keystore", store, *STORE)
     assert mtls.Keystore.inspect(store, PASSWORD).key_aliases == ("kp3",)
     assert mtls.Keystore.load(store, PASSWORD, key_password="own-Key-Pw1").key_aliases == ("kp3",)
+
+
+def test_sigalg_by_oid_and_the_default_named_by_key_size(tmp_path: Path) -> None:
+    """keytool takes a signature algorithm's OID (with or without "OID."); a refusal
+    names the key's own default: SHA384withRSA for RSA 4096, not SHA256withRSA (h241).
+    Spaces around a name are refused, as keytool refuses them."""
+    store = tmp_path / "k.p12"
+    ok("-genkeypair", "-keystore", store, *STORE, "-alias", "k", "-dname", "CN=k",
+       "-sigalg", "OID.1.2.840.113549.1.1.12")  # fmt: skip
+    cert = mtls.Keystore.load(store, PASSWORD).certificate("k")
+    assert cert.signature_algorithm_oid.dotted_string == "1.2.840.113549.1.1.12"
+    # genkey's default validity: days from now, the start five minutes before now.
+    assert cert.not_valid_after_utc - cert.not_valid_before_utc == _dt.timedelta(
+        days=365, minutes=5
+    )
+    for keyalg, wrong, default in (
+        (("-keyalg", "RSA", "-keysize", "4096"), "SHA256withECDSA", "SHA384withRSA"),
+        (("-keyalg", "EC", "-groupname", "secp521r1"), "1.2.840.113549.1.1.11", "SHA512withECDSA"),
+    ):
+        run = fails(2, "-genkeypair", "-keystore", tmp_path / "x.p12", *STORE, "-alias", "x",
+                    "-dname", "CN=x", *keyalg, "-sigalg", wrong)  # fmt: skip
+        assert f"use {default} (or give none" in run.stderr
+    run = fails(2, "-genkeypair", "-keystore", tmp_path / "x.p12", *STORE, "-alias", "x",
+                "-dname", "CN=x", "-sigalg", " SHA256withRSA")  # fmt: skip
+    assert "unknown signature algorithm" in run.stderr

@@ -187,3 +187,23 @@ def test_legacy_encrypted_key_headers_as_openssl_reads_them(
     assert store.certificate_chain(store.key_aliases[0])[0] == client.certificate
     with pytest.raises(mtls.WrongPasswordError):
         mtls.Keystore.load(path, "not-the-Pa55")
+
+
+def test_a_byte_order_mark_on_any_block_and_a_begin_after_text(
+    tmp_path: Path, pki: tuple[CA, CA]
+) -> None:
+    """Files saved on Windows, then concatenated, have a byte-order mark before a later
+    block: OpenSSL reads it, and so does mtls (h241). A BEGIN line after other text,
+    its block following: OpenSSL skips the block, keytool reads it; refused, saying
+    so, rather than read one way or the other."""
+    _, issuing = pki
+    bom = b"\xef\xbb\xbf"
+    path = tmp_path / "joined.pem"
+    path.write_bytes(bom + issuing.cert_pem + bom + issuing.root.cert_pem)
+    assert len(mtls.Truststore.load(path, None).aliases) == 2
+    stdlib = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    stdlib.load_verify_locations(path)
+    assert stdlib.cert_store_stats()["x509"] == 2
+    path.write_bytes(issuing.cert_pem + b"see: " + issuing.root.cert_pem)
+    with pytest.raises(mtls.KeystoreFormatError, match="line has text before it on its line"):
+        mtls.Truststore.load(path, None)
