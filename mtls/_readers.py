@@ -1225,27 +1225,31 @@ class _Certs:
 
     def _take_current(self, name: str, key: object) -> int | None:
         """As :meth:`_take`, but of several unused certificates for one key (a renewed
-        certificate beside the one it replaced, in a PEM file), the one valid now,
-        else the one that ends last: the first in file order was the key's even when
-        expired, and peers refused the handshake (h239)."""
+        certificate beside the one it replaced, in a PEM file), the one valid now that
+        was issued last (the latest notBefore, then notAfter, then the later in the
+        file: a reissue keeps the original's end, or ends sooner, h242); of none valid
+        now, the same order: the first in file order was the key's even when expired,
+        and peers refused the handshake (h239)."""
         indexes = self._table(name).get(key)
         unused = [i for i in reversed(indexes or ()) if i not in self.used]  # file order
         if len(unused) < 2:
             return self._take(name, key)
-        best = max(unused, key=self._currency)  # the first of equals in file order
+        best = max(unused, key=self._currency)
         assert indexes is not None
         indexes.remove(best)
         self.used.add(best)
         return best
 
-    def _currency(self, index: int) -> tuple[bool, _dt.datetime]:
-        """(valid now, notAfter) of a certificate; one that cannot be read sorts last."""
+    def _currency(self, index: int) -> tuple[bool, _dt.datetime, _dt.datetime, int]:
+        """(valid now, notBefore, notAfter, position) of a certificate; one that cannot
+        be read sorts first."""
         try:
             cert = _x509.load_cert(self.certs[index].der)
             start, end = _dates.not_before(cert), _dates.not_after(cert)
         except (ValueError, TypeError):
-            return False, _dt.datetime.min.replace(tzinfo=_dt.UTC)
-        return start <= _dt.datetime.now(_dt.UTC) <= end, end
+            never = _dt.datetime.min.replace(tzinfo=_dt.UTC)
+            return False, never, never, index
+        return start <= _dt.datetime.now(_dt.UTC) <= end, start, end, index
 
     def _left(self) -> bool:
         return len(self.used) < len(self.certs)

@@ -788,6 +788,35 @@ def test_a_pem_bundle_that_parses_half_written_is_not_installed(tmp_path, ca, ba
     assert cn_seen(profiles, backend.port) == "gen-1"
 
 
+def test_a_bundle_caught_at_the_same_point_of_two_writes_is_not_installed(
+    tmp_path, ca, backend, monkeypatch
+):
+    """Two writes of a truststore bundle, a settle delay apart, each caught after its
+    first certificate: the two reads gave the same bytes and the cut-down bundle went
+    into service, withdrawing a CA still in use (h242: 16 of 20 trials). The file
+    changed between the reads: it is still being written."""
+    other = CA(name="second anchor")
+    trust = tmp_path / "trust.pem"
+    trust.write_bytes(other.cert_pem + ca.cert_pem)
+    keystore = tmp_path / "gw.jks"
+    keystore.write_bytes(jks(ca, "gen-1"))
+    xml = tmp_path / "p.xml"
+    xml.write_text(profile_xml(profile(f"localhost:{backend.port}", keystore, trust)))
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    profiles._engine._delay = 30  # every read is of a fresh file: read twice (see above)
+    before = profiles.context_for("localhost", backend.port)
+    half = other.cert_pem
+    replace_atomically(trust, half)
+    hook = _FinishWriteDuringSettle(lambda: replace_atomically(trust, half))
+    monkeypatch.setattr(_reading, "_pause", lambda stop, delay: hook.wait(delay))
+    assert profiles.reload() is False  # the same bytes, but written again between
+    assert profiles.context_for("localhost", backend.port) is before
+    assert cn_seen(profiles, backend.port) == "gen-1"  # ca, the backend's, still trusted
+    replace_atomically(trust, other.cert_pem + ca.cert_pem + CA(name="third").cert_pem)
+    assert profiles.reload() is True
+    assert len(profiles.context_for("localhost", backend.port).get_ca_certs()) == 3
+
+
 def test_threads_handshaking_through_rotations_see_only_old_or_new(setup, ca, backend):
     xml, keystore, _ = setup
     names = [f"gen-{i}" for i in range(1, 5)]

@@ -78,6 +78,34 @@ def test_the_renewed_certificate_is_the_keys_whatever_comes_first(
             whoami(context, server.port)
 
 
+def test_of_two_valid_certificates_for_a_key_the_one_issued_last(
+    tmp_path: Path, pki: tuple[CA, CA]
+) -> None:
+    """A reissue keeps the original's end, or ends sooner (a 90-day reissue of a
+    one-year certificate): it is the later issued, and it serves (h242), wherever it
+    is in the file; of two issued together, the later in the file."""
+    _, issuing = pki
+    client = issuing.issue_cert("client.example", not_before=NOW - dt.timedelta(days=30))
+    reissue = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name.from_rfc4514_string("CN=reissued.example"))
+        .issuer_name(issuing.certificate.subject)
+        .public_key(client.private_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - dt.timedelta(minutes=1))
+        .not_valid_after(NOW + dt.timedelta(days=90))
+        .sign(issuing.private_key, hashes.SHA256())
+        .public_bytes(PEM)
+    )
+    original = client.certificate.public_bytes(PEM)
+    path = tmp_path / "reissued.pem"
+    for layout in (original + reissue, reissue + original):
+        path.write_bytes(_key_pem(client) + layout + issuing.cert_pem)
+        store = mtls.Keystore.load(path, None)
+        leaf = store.certificate_chain(store.key_aliases[0])[0]
+        assert leaf.subject.rfc4514_string() == "CN=reissued.example"
+
+
 def test_a_certificate_twice_is_one(tmp_path: Path, pki: tuple[CA, CA]) -> None:
     """key + cert + fullchain (cert, intermediate): the leaf's second copy was a
     trusted entry (PEM output refused the store), and a CA 600 times 600 anchors."""
