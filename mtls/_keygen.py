@@ -310,16 +310,17 @@ _HASHES: dict[str, type[SigningHash]] = {
     "SHA3-384": hashes.SHA3_384, "SHA3-512": hashes.SHA3_512,
 }  # fmt: skip
 _SIGNS_WITH = {"RSA": "RSA", "ECDSA": "EC", "DSA": "DSA"}
+_SHA1_REFUSED = (
+    "SHA-1 signatures are refused by OpenSSL at its default security level and by Java "
+    "for TLS certificates (cryptography does not make them)"
+)
 #: Names keytool takes that mtls refuses, and why.
 _REFUSED_SIGALGS = {
     "MD2WITHRSA": "MD2 signatures are broken: Java and OpenSSL refuse them",
     "MD5WITHRSA": "MD5 signatures are broken: Java and OpenSSL refuse them",
-    "SHA1WITHRSA": "SHA-1 signatures are refused by OpenSSL at its default security level "
-    "and by Java for TLS certificates (cryptography does not make them)",
-    "SHA1WITHECDSA": "SHA-1 signatures are refused by OpenSSL at its default security level "
-    "and by Java for TLS certificates (cryptography does not make them)",
-    "SHA1WITHDSA": "SHA-1 signatures are refused by OpenSSL at its default security level "
-    "and by Java for TLS certificates (cryptography does not make them)",
+    "SHA1WITHRSA": _SHA1_REFUSED,
+    "SHA1WITHECDSA": _SHA1_REFUSED,
+    "SHA1WITHDSA": _SHA1_REFUSED,
 }
 
 
