@@ -757,9 +757,10 @@ class _FinishWriteDuringSettle(threading.Event):
         return False
 
 
-def test_a_pem_bundle_that_parses_half_written_is_not_installed(tmp_path, ca, backend, monkeypatch):
-    """A PEM truststore cut at a certificate boundary parses (to fewer anchors): the
-    second read after the settle delay must catch that the file was still changing."""
+def _bundle_trusted(tmp_path, ca, backend) -> tuple[Path, CA, SSLProfileSet]:
+    """A profile whose PEM truststore bundle holds another CA, then the backend's: the
+    bundle's path, the other CA, and the set (whose every read is then of a fresh file).
+    """
     other = CA(name="second anchor")
     trust = tmp_path / "trust.pem"
     trust.write_bytes(other.cert_pem + ca.cert_pem)
@@ -769,10 +770,17 @@ def test_a_pem_bundle_that_parses_half_written_is_not_installed(tmp_path, ca, ba
     xml.write_text(profile_xml(profile(f"localhost:{backend.port}", keystore, trust)))
     # A settle delay longer than the test: the half-written file is always "fresh"
     # (its change time is within the delay), so it is read twice; the wait itself is
-    # the stand-in below and returns at once. (Set after the first load, which would
-    # wait it out for the files just written.)
+    # the stand-in the tests set and returns at once. (Set after the first load, which
+    # would wait it out for the files just written.)
     profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
     profiles._engine._delay = 30
+    return trust, other, profiles
+
+
+def test_a_pem_bundle_that_parses_half_written_is_not_installed(tmp_path, ca, backend, monkeypatch):
+    """A PEM truststore cut at a certificate boundary parses (to fewer anchors): the
+    second read after the settle delay must catch that the file was still changing."""
+    trust, other, profiles = _bundle_trusted(tmp_path, ca, backend)
     before = profiles.context_for("localhost", backend.port)
     third = CA(name="third anchor")
     full = other.cert_pem + ca.cert_pem + third.cert_pem
@@ -795,15 +803,7 @@ def test_a_bundle_caught_at_the_same_point_of_two_writes_is_not_installed(
     first certificate: the two reads gave the same bytes and the cut-down bundle went
     into service, withdrawing a CA still in use (h242: 16 of 20 trials). The file
     changed between the reads: it is still being written."""
-    other = CA(name="second anchor")
-    trust = tmp_path / "trust.pem"
-    trust.write_bytes(other.cert_pem + ca.cert_pem)
-    keystore = tmp_path / "gw.jks"
-    keystore.write_bytes(jks(ca, "gen-1"))
-    xml = tmp_path / "p.xml"
-    xml.write_text(profile_xml(profile(f"localhost:{backend.port}", keystore, trust)))
-    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
-    profiles._engine._delay = 30  # every read is of a fresh file: read twice (see above)
+    trust, other, profiles = _bundle_trusted(tmp_path, ca, backend)
     before = profiles.context_for("localhost", backend.port)
     half = other.cert_pem
     replace_atomically(trust, half)
