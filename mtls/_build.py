@@ -463,6 +463,13 @@ _Contexts = tuple[
 ]
 
 
+def _rechoose_due(store: Keystore | Truststore) -> bool:
+    """Whether the bytes ``store`` was read from give a key another certificate now
+    (:attr:`Keystore._rechoose_at` has passed)."""
+    when = store._rechoose_at
+    return when is not None and when <= _dt.datetime.now(_dt.UTC)
+
+
 class Builder:
     """Builds :class:`Served` material for profiles, with content-keyed caches of
     stores and contexts that live from one check to the next.
@@ -508,6 +515,10 @@ class Builder:
         # CRL file digest -> its earliest nextUpdate (inputs_moved rebuilds a profile
         # whose list expired); bounded, oldest first out.
         self._crl_expiry: dict[str, _dt.datetime | None] = {}
+        # Keystore file digest -> when its bytes give a key another certificate
+        # (Keystore._rechoose_at): inputs_moved rebuilds its profiles then; bounded,
+        # oldest first out, as _crl_expiry.
+        self._rechoose: dict[str, _dt.datetime] = {}
         # The checked CRL sets, by the files' contents and the truststore's (see _crls).
         self._crl_checked: dict[tuple[Any, ...], Any] = {}
         # A first load's big truststore, its anchors being loaded on a thread while the
@@ -650,6 +661,12 @@ class Builder:
             # paying for the parse (a hostile PKCS#12 can cost seconds of KDF per try).
             raise failed.with_traceback(None)
         cached = self._stores.get(key)
+        if cached is not None and _rechoose_due(cached[0]):
+            # The same bytes give the key another certificate now (its own expired,
+            # a renewal staged in the file became valid): read them again.
+            cached = None
+            if data is None:
+                data, digest = self.reading.read(location)
         if cached is None:
             assert data is not None  # read above: the key was not cached
             try:
@@ -659,6 +676,12 @@ class Builder:
                 raise
             cached = (store, store.fingerprint)
             self._stores[key] = cached
+            self._rechoose.pop(digest, None)
+            if store._rechoose_at is not None:
+                # Kept across checks (the store cache is not): bounded, oldest out.
+                self._rechoose[digest] = store._rechoose_at
+                while len(self._rechoose) > _CRL_EXPIRY_KEPT:
+                    del self._rechoose[next(iter(self._rechoose))]
         return cached
 
     def _leaf(self, profile: SSLProfile, keystore: Keystore, key_fp: str) -> _Leaf:
@@ -1379,6 +1402,12 @@ class Builder:
         expiries = self._crl_expiry
         now: _dt.datetime | None = None
         for kind, path, sha256 in served.inputs:
+            if kind == "keystore" and self._rechoose:
+                # Bytes that give a key another certificate now: read again (_load).
+                rechoose = self._rechoose.get(sha256)
+                now = now or _dt.datetime.now(_dt.UTC)
+                if rechoose is not None and rechoose <= now:
+                    return True
             if kind == "crl" and expiries:
                 # A CRL whose nextUpdate has passed is an input that moved: the profile
                 # is rebuilt, its (unchanged) list refused as expired, and the error
@@ -1392,19 +1421,36 @@ class Builder:
                 return True
         return False
 
+    def due(self) -> frozenset[str]:
+        """The digests of the CRL files past their nextUpdate and of the keystore files
+        that give a key another certificate now: what :meth:`inputs_moved` rebuilds."""
+        now = _dt.datetime.now(_dt.UTC)
+        return frozenset(
+            digest
+            for dates in (self._crl_expiry, self._rechoose)
+            for digest, when in dates.items()
+            if when is not None and when <= now
+        )
+
     def crl_next_update(self, digest: str) -> _dt.datetime | None:
         """The nextUpdate of the CRL file read with ``digest``, when known (status())."""
         return self._crl_expiry.get(digest)
 
     def renew_at(self, files: Iterable[Files]) -> _dt.datetime | None:
-        """The earliest nextUpdate of the CRL files among ``files`` (``Served.files``)."""
-        if not self._crl_expiry:
-            return None  # no profile uses a CRL: nothing to walk
+        """The earliest nextUpdate of the CRL files among ``files`` (``Served.files``),
+        or moment a keystore among them gives a key another certificate."""
+        if not self._crl_expiry and not self._rechoose:
+            return None  # no profile uses a CRL or a keystore to choose again: no walk
         dates = [
             expiry
             for each in files
             for kind, _, digest in each
-            if kind == "crl" and (expiry := self._crl_expiry.get(digest)) is not None
+            if (
+                expiry := (self._crl_expiry if kind == "crl" else self._rechoose).get(digest)
+                if kind in ("crl", "keystore")
+                else None
+            )
+            is not None
         ]
         return min(dates) if dates else None
 

@@ -293,6 +293,9 @@ class Parsed:
     java_notes: list[str] = field(default_factory=list)
     # A PKCS#12 in the JDK's password-less format (P12Contents.passwordless).
     passwordless: bool = False
+    # When a key's certificate would be chosen otherwise among several for it (one
+    # expires, another becomes valid): the same bytes are read again then.
+    rechoose_at: _dt.datetime | None = None
 
 
 _DRIVE = re.compile(r"^(?:.*/)?[A-Za-z]:[\\/]")  # C:\ or C:/ (after a base dir joined in)
@@ -1188,6 +1191,9 @@ class _Certs:
         # The signatures tried to tell namesakes apart, for the whole file (each
         # pair once: every key entry of a bundle carries its own copy of the chain).
         self._budget = _x509.SignatureBudget(len(certs))
+        #: When a choice among several certificates for one key would change: the
+        #: first validity boundary ahead among them (:meth:`_take_current`).
+        self.rechoose_at: _dt.datetime | None = None
 
     def _table(self, name: str) -> dict[object, list[int]]:
         table = self._tables.get(name)
@@ -1234,7 +1240,17 @@ class _Certs:
         unused = [i for i in reversed(indexes or ()) if i not in self.used]  # file order
         if len(unused) < 2:
             return self._take(name, key)
-        best = max(unused, key=self._currency)
+        currency = {index: self._currency(index) for index in unused}
+        best = max(unused, key=currency.__getitem__)
+        now = _dt.datetime.now(_dt.UTC)
+        ahead = [
+            moment
+            for _, start, end, _ in currency.values()
+            for moment in (start, end + _dt.timedelta(seconds=1))
+            if moment > now
+        ]
+        if ahead and (self.rechoose_at is None or min(ahead) < self.rechoose_at):
+            self.rechoose_at = min(ahead)
         assert indexes is not None
         indexes.remove(best)
         self.used.add(best)
@@ -1601,7 +1617,7 @@ def _parse_pem(
         for i, der in enumerate(cert_ders)
         if i not in index_of.used
     ]
-    return Parsed("PEM", keys, certs, [])
+    return Parsed("PEM", keys, certs, [], rechoose_at=index_of.rechoose_at)
 
 
 # Public as mtls.detect_format: reprs, tracebacks and pickles say so however it was

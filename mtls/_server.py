@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from . import _dates, _purpose, _x509
-from ._build import _anchor_infos, _chain_infos, not_valid_yet
+from ._build import _anchor_infos, _chain_infos, _rechoose_due, not_valid_yet
 from ._config import StoreConfig, _as_secret
 from ._context import EXPIRY_WARNINGS, WarnExpiry, build_server_context, store_at_fault
 from ._engine import (
@@ -135,6 +135,9 @@ class ServerSnapshot:
     changed_at: _dt.datetime
     error: MTLSError | None = None
     pending: bool = False
+    # When the keystore's bytes give the key another certificate (one staged in the
+    # file becomes valid, the one in service expires): the engine checks then.
+    renew_at: _dt.datetime | None = None
 
     @property
     def errors(self) -> tuple[MTLSError, ...]:
@@ -284,7 +287,7 @@ class ServerPlan:
             data, digest = self._read(reading, config, role)
         except MTLSError as exc:
             return _Judged(in_service, None, served, (exc, None))
-        if digest == served:
+        if digest == served and not _rechoose_due(in_service):
             return _Judged(in_service, digest, None, None)  # unchanged: never judged again
         try:
             store = load_store(config, role, data=data)
@@ -301,6 +304,11 @@ class ServerPlan:
             return _Judged(in_service, digest, served, (exc, None))
         if refusal is not None:
             return _Judged(in_service, digest, served, refusal)
+        if digest == served and store.fingerprint == in_service.fingerprint:
+            # Read again when due, and the key's certificate is the same: what is in
+            # service stays, due at the next moment its choice may change.
+            in_service._rechoose_at = store._rechoose_at
+            return _Judged(in_service, digest, None, None)
         if isinstance(store, Keystore):  # judged once per content: warned once
             leaf = store.key_entry(config.alias)[2][0]
             _warn_key_usage(leaf, _leaf(leaf)[0], config.shown_location)
@@ -346,6 +354,7 @@ class ServerPlan:
             truststore=truststore,
             make=make,
             watched=self.watched,
+            renew_at=keystore._rechoose_at,
             loaded_at=now,
             changed_at=now,
         )
@@ -405,7 +414,7 @@ class ServerPlan:
         s = self.settings
         try:
             digests = (reading.digest(s.keystore.location), reading.digest(s.truststore.location))
-            if digests == (old.files[0][2], old.files[1][2]):
+            if digests == (old.files[0][2], old.files[1][2]) and not _rechoose_due(old.keystore):
                 return Outcome(replace(old, error=None, pending=False), False)
             failed = self._failed
             if failed is not None and failed.holds(digests):
@@ -428,7 +437,7 @@ class ServerPlan:
             )
             return Outcome(new, True)
         self._failed = None
-        if new.files[0][2] == old.files[0][2]:  # the keystore as it was: trust changed
+        if new.keystore is old.keystore:  # the keystore as it was: trust changed
             log.info(
                 "%s: server truststore reloaded: %s trusted (were %d); identity as in service: %s",
                 self.where,

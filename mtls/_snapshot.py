@@ -314,18 +314,19 @@ class Materials:
                     readers.pop(path, None)
         return Materials(served, users, readers, frozenset(retry))
 
-    def suspects(self, moved: Iterable[Path], crl_due: bool) -> list[int]:
+    def suspects(self, moved: Iterable[Path], due: frozenset[str]) -> list[int]:
         """The positions a check looks at: the users of every material read from a
-        ``moved`` file (and of every material with a CRL, when one is ``crl_due``),
-        and the profiles to retry, in order."""
+        ``moved`` file, and of every material with an input whose content is ``due``
+        (a CRL past its nextUpdate, a keystore that gives a key another certificate
+        now: :meth:`Builder.due`), and the profiles to retry, in order."""
         keys: set[int] = set()
         for path in moved:
             keys.update(self.readers.get(path, ()))
-        if crl_due:
+        if due:
             keys.update(
                 key
                 for key, material in self.served.items()
-                if any(kind == "crl" for kind, _, _ in material.inputs)
+                if any(digest in due for _, _, digest in material.inputs)
             )
         positions = set(self.retry)
         for key in keys:
@@ -1110,7 +1111,7 @@ class ProfilesPlan:
             positions: Iterable[int] = range(len(old.items))
         else:
             due = old.renew_at is not None and _dt.datetime.now(_dt.UTC) >= old.renew_at
-            positions = old.materials.suspects(moved, due)
+            positions = old.materials.suspects(moved, self.builder.due() if due else frozenset())
         replaced: list[tuple[int, Built | Failed, Built | Failed]] = []
         changed = False
         items = old.items

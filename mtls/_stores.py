@@ -148,6 +148,9 @@ class _StoreBase:
         self._java_notes: tuple[str, ...] = ()
         # Read from a PKCS#12 in the JDK's password-less format (see passwordless).
         self._passwordless = False
+        # When the file's bytes would give another certificate to a key (Parsed
+        # .rechoose_at: one expires, another for the key becomes valid), or None.
+        self._rechoose_at: _dt.datetime | None = None
 
     def _java_check_notes(self) -> tuple[str, ...]:
         """:attr:`_java_notes`, and for a store read from one of Java's formats, the
@@ -482,6 +485,7 @@ class Keystore(_StoreBase):
         store.path = path
         store._java_notes = tuple(parsed.java_notes)
         store._passwordless = parsed.passwordless
+        store._rechoose_at = parsed.rechoose_at
         for key in parsed.keys:
             store._entries.add_key(key, loaded=True)
         for alias, der in parsed.certs:

@@ -13,6 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.serialization import (
+    BestAvailableEncryption,
+    Encoding,
+    PrivateFormat,
+)
 
 from mtls import (
     Keystore,
@@ -2368,3 +2373,40 @@ def test_a_password_rotated_with_its_store_is_asked_again(tmp_path, ca, backend,
             assert "wrong" in str(profiles.last_error)
     finally:
         profiles.close()
+
+
+def _staged_pem(ca: CA, path: Path, start: dt.datetime) -> tuple[int, int]:
+    """A PEM keystore: a key (encrypted under PASSWORD), its certificate in service,
+    and its renewal for the same key, valid from ``start``, staged after it (h242).
+    Their serials."""
+    current = ca.issue_cert("gen-staged")
+    request = current.keystore().certificate_request()
+    renewal = ca.sign_request(request, not_before=start)[0]
+    key = current.private_key.private_bytes(
+        Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(PASSWORD.encode())
+    )
+    path.write_bytes(key + current.chain_pem + renewal.public_bytes(Encoding.PEM))
+    return current.certificate.serial_number, renewal.serial_number
+
+
+def test_a_renewal_staged_in_a_pem_keystore_is_taken_once_valid(tmp_path, ca, backend):
+    """The same bytes give the key another certificate once the renewal staged after
+    it becomes valid: read again then, unchanged on disk (h242: the one in service
+    expired and every request failed while the renewal sat in the file)."""
+    keystore = tmp_path / "gw.pem"
+    start = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
+    current, renewal = _staged_pem(ca, keystore, start)
+    trust = tmp_path / "trust.jks"
+    ca.write_truststore(trust, PASSWORD)
+    xml = tmp_path / "p.xml"
+    xml.write_text(profile_xml(profile(f"localhost:{backend.port}", keystore, trust)))
+    with SSLProfileSet.from_xml(xml, reload_interval=INTERVAL, settle_delay=0) as profiles:
+        assert profiles.status().profiles[0].identity.serial == current
+        generation = profiles.generation
+        wait_for(lambda: profiles.status().profiles[0].identity.serial == renewal, timeout=30)
+        assert dt.datetime.now(dt.UTC) >= start.replace(microsecond=0)
+        assert profiles.generation == generation + 1
+        assert cn_seen(profiles, backend.port) == "gen-staged"
+        # Read again at a moment its choice may change, the same certificate: no new
+        # generation (clients keep their connections).
+        assert profiles.reload() is False

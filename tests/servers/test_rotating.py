@@ -18,7 +18,11 @@ import types
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import (
+    BestAvailableEncryption,
+    Encoding,
+    PrivateFormat,
+)
 
 import mtls
 from mtls import _x509
@@ -1241,3 +1245,27 @@ def test_a_stalled_check_is_said_by_the_servers_status(
         assert not status.healthy
         assert "the check in progress has run for 3600 s" in str(status.last_error)
         assert server.status().healthy  # the twin: between checks, nothing is said
+
+
+def test_a_renewal_staged_in_a_pem_keystore_is_served_once_valid(estate: Estate) -> None:
+    """A server's PEM keystore with the certificate in service and its renewal staged
+    after it: the renewal is served once valid, the file unchanged (h242: the one in
+    service expired and every client refused it while the renewal sat in the file);
+    its negative twin, a client that does not trust the CA, is still refused."""
+    current = estate.server_ca.issue_cert("localhost", "127.0.0.1")
+    start = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=2)
+    request = current.keystore().certificate_request()
+    renewal = estate.server_ca.sign_request(request, not_before=start)[0]
+    key = current.private_key.private_bytes(
+        Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(PASSWORD.encode())
+    )
+    estate.keystore.write_bytes(key + current.chain_pem + renewal.public_bytes(Encoding.PEM))
+    with (
+        estate.server(reload_interval=0.1) as server,
+        stdlib_server(server.context) as port,
+    ):
+        assert get(port, estate.client())[1] == current.certificate.serial_number
+        wait_for(lambda: get(port, estate.client())[1] == renewal.serial_number, timeout=30)
+        assert datetime.datetime.now(datetime.UTC) >= start.replace(microsecond=0)
+        assert server.last_error is None
+        refused(port, estate.client(trust=CA(name="another server CA")))
