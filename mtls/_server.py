@@ -414,8 +414,21 @@ class ServerPlan:
         s = self.settings
         try:
             digests = (reading.digest(s.keystore.location), reading.digest(s.truststore.location))
-            if digests == (old.files[0][2], old.files[1][2]) and not _rechoose_due(old.keystore):
-                return Outcome(replace(old, error=None, pending=False), False)
+            if digests == (old.files[0][2], old.files[1][2]):
+                chosen_again = False
+                if _rechoose_due(old.keystore):
+                    # The same bytes may give the key another certificate now (what is
+                    # in service is kept, due again later, when they do not).
+                    again = self._replacement(
+                        reading, s.keystore, "keystore", old.keystore, old.files[0][2]
+                    )
+                    chosen_again = again.store is not old.keystore or again.refusal is not None
+                if not chosen_again:
+                    # Due again when its choice may next change (None: never).
+                    kept = replace(
+                        old, error=None, pending=False, renew_at=old.keystore._rechoose_at
+                    )
+                    return Outcome(kept, False)
             failed = self._failed
             if failed is not None and failed.holds(digests):
                 # The same bytes failed before: say so again without paying for the parse.

@@ -2407,6 +2407,6 @@ def test_a_renewal_staged_in_a_pem_keystore_is_taken_once_valid(tmp_path, ca, ba
         assert dt.datetime.now(dt.UTC) >= start.replace(microsecond=0)
         assert profiles.generation == generation + 1
         assert cn_seen(profiles, backend.port) == "gen-staged"
-        # Read again at a moment its choice may change, the same certificate: no new
-        # generation (clients keep their connections).
+        renew_at = profiles._engine.snapshot.renew_at
+        assert renew_at is not None and renew_at > dt.datetime.now(dt.UTC)  # no busy loop
         assert profiles.reload() is False

@@ -1268,4 +1268,36 @@ def test_a_renewal_staged_in_a_pem_keystore_is_served_once_valid(estate: Estate)
         wait_for(lambda: get(port, estate.client())[1] == renewal.serial_number, timeout=30)
         assert datetime.datetime.now(datetime.UTC) >= start.replace(microsecond=0)
         assert server.last_error is None
+        engine = server._engine
+        assert engine is not None and engine.snapshot.renew_at is not None
+        assert engine.snapshot.renew_at > datetime.datetime.now(datetime.UTC)  # no busy loop
         refused(port, estate.client(trust=CA(name="another server CA")))
+
+
+def test_a_pem_keystore_read_again_for_the_same_choice_changes_nothing(estate: Estate) -> None:
+    """An older certificate for the key, beside the one in service, expires: the file
+    is read again then (the choice may change), the same certificate is chosen, and
+    nothing is applied (no new generation: clients keep their connections); the next
+    moment to look again is the one in service's end, not a check every interval."""
+    current = estate.server_ca.issue_cert("localhost", "127.0.0.1")
+    now = datetime.datetime.now(datetime.UTC)
+    older = estate.server_ca.sign_request(
+        current.keystore().certificate_request(),
+        not_before=now - datetime.timedelta(days=2),
+        not_after=now + datetime.timedelta(seconds=2),
+    )[0]
+    key = current.private_key.private_bytes(
+        Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(PASSWORD.encode())
+    )
+    estate.keystore.write_bytes(key + older.public_bytes(Encoding.PEM) + current.chain_pem)
+    with (
+        estate.server(reload_interval=0.1) as server,
+        stdlib_server(server.context) as port,
+    ):
+        engine = server._engine
+        assert engine is not None
+        assert engine.snapshot.renew_at is not None
+        assert engine.snapshot.renew_at <= now + datetime.timedelta(seconds=4)
+        wait_for(lambda: engine.snapshot.renew_at > now + datetime.timedelta(days=300), timeout=30)
+        assert server.generation == 0 and server.last_error is None
+        assert get(port, estate.client())[1] == current.certificate.serial_number
