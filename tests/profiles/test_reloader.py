@@ -2410,3 +2410,34 @@ def test_a_renewal_staged_in_a_pem_keystore_is_taken_once_valid(tmp_path, ca, ba
         renew_at = profiles._engine.snapshot.renew_at
         assert renew_at is not None and renew_at > dt.datetime.now(dt.UTC)  # no busy loop
         assert profiles.reload() is False
+
+
+def test_a_pem_keystore_read_again_for_the_same_choice_applies_nothing(tmp_path, ca, backend):
+    """An older certificate for the key expires beside the one in service: the file is
+    read again (its choice may change), the same certificate stays, no new generation,
+    and the set is due next at the one in service's end, not at every check."""
+    current = ca.issue_cert("gen-same")
+    now = dt.datetime.now(dt.UTC)
+    older = ca.sign_request(
+        current.keystore().certificate_request(),
+        not_before=now - dt.timedelta(days=2),
+        not_after=now + dt.timedelta(seconds=2),
+    )[0]
+    key = current.private_key.private_bytes(
+        Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(PASSWORD.encode())
+    )
+    keystore = tmp_path / "gw.pem"
+    keystore.write_bytes(key + older.public_bytes(Encoding.PEM) + current.chain_pem)
+    trust = tmp_path / "trust.jks"
+    ca.write_truststore(trust, PASSWORD)
+    xml = tmp_path / "p.xml"
+    xml.write_text(profile_xml(profile(f"localhost:{backend.port}", keystore, trust)))
+    with SSLProfileSet.from_xml(xml, reload_interval=INTERVAL, settle_delay=0) as profiles:
+        renew_at = profiles._engine.snapshot.renew_at
+        assert renew_at is not None and renew_at <= now + dt.timedelta(seconds=4)
+        context = profiles.context_for("localhost", backend.port)
+        later = now + dt.timedelta(days=300)
+        wait_for(lambda: (profiles._engine.snapshot.renew_at or later) >= later, timeout=30)
+        assert profiles.generation == 0
+        assert profiles.context_for("localhost", backend.port) is context
+        assert cn_seen(profiles, backend.port) == "gen-same"
