@@ -519,6 +519,9 @@ class Builder:
         # (Keystore._rechoose_at): inputs_moved rebuilds its profiles then; bounded,
         # oldest first out, as _crl_expiry.
         self._rechoose: dict[str, _dt.datetime] = {}
+        # Those due when the check began: every material read from them is rebuilt in
+        # it (the first to read a file again moves its moment on, h243).
+        self._rechoose_now: frozenset[str] = frozenset()
         # The checked CRL sets, by the files' contents and the truststore's (see _crls).
         self._crl_checked: dict[tuple[Any, ...], Any] = {}
         # A first load's big truststore, its anchors being loaded on a thread while the
@@ -540,6 +543,8 @@ class Builder:
         self._by_value = {}
         self._reading = reading
         self._ahead = None
+        now = _dt.datetime.now(_dt.UTC)
+        self._rechoose_now = frozenset(d for d, when in self._rechoose.items() if when <= now)
 
     def end(self, live: Iterable[Served]) -> None:
         """Drop cache entries the new snapshot does not use.
@@ -1402,12 +1407,8 @@ class Builder:
         expiries = self._crl_expiry
         now: _dt.datetime | None = None
         for kind, path, sha256 in served.inputs:
-            if kind == "keystore" and self._rechoose:
-                # Bytes that give a key another certificate now: read again (_load).
-                rechoose = self._rechoose.get(sha256)
-                now = now or _dt.datetime.now(_dt.UTC)
-                if rechoose is not None and rechoose <= now:
-                    return True
+            if kind == "keystore" and sha256 in self._rechoose_now:
+                return True  # bytes that give a key another certificate now: read again
             if kind == "crl" and expiries:
                 # A CRL whose nextUpdate has passed is an input that moved: the profile
                 # is rebuilt, its (unchanged) list refused as expired, and the error
@@ -1425,12 +1426,9 @@ class Builder:
         """The digests of the CRL files past their nextUpdate and of the keystore files
         that give a key another certificate now: what :meth:`inputs_moved` rebuilds."""
         now = _dt.datetime.now(_dt.UTC)
-        return frozenset(
-            digest
-            for dates in (self._crl_expiry, self._rechoose)
-            for digest, when in dates.items()
-            if when is not None and when <= now
-        )
+        return self._rechoose_now | {
+            digest for digest, when in self._crl_expiry.items() if when is not None and when <= now
+        }
 
     def crl_next_update(self, digest: str) -> _dt.datetime | None:
         """The nextUpdate of the CRL file read with ``digest``, when known (status())."""

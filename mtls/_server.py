@@ -291,6 +291,12 @@ class ServerPlan:
             return _Judged(in_service, digest, None, None)  # unchanged: never judged again
         try:
             store = load_store(config, role, data=data)
+            if digest == served and store.fingerprint == in_service.fingerprint:
+                # Read again when due, and the key's certificate is the same: what is
+                # in service stays (never judged again), due at the next moment its
+                # choice may change.
+                in_service._rechoose_at = store._rechoose_at
+                return _Judged(in_service, digest, None, None)
             refusal = (
                 _refusal(store, config, in_service if isinstance(in_service, Keystore) else None)
                 if isinstance(store, Keystore)
@@ -304,11 +310,6 @@ class ServerPlan:
             return _Judged(in_service, digest, served, (exc, None))
         if refusal is not None:
             return _Judged(in_service, digest, served, refusal)
-        if digest == served and store.fingerprint == in_service.fingerprint:
-            # Read again when due, and the key's certificate is the same: what is in
-            # service stays, due at the next moment its choice may change.
-            in_service._rechoose_at = store._rechoose_at
-            return _Judged(in_service, digest, None, None)
         if isinstance(store, Keystore):  # judged once per content: warned once
             leaf = store.key_entry(config.alias)[2][0]
             _warn_key_usage(leaf, _leaf(leaf)[0], config.shown_location)

@@ -822,6 +822,21 @@ def test_a_bundle_caught_at_the_same_point_of_two_writes_is_not_installed(
     assert len(profiles.context_for("localhost", backend.port).get_ca_certs()) == 3
 
 
+def test_a_chmod_between_the_two_reads_does_not_hold_a_file_back(
+    tmp_path, ca, backend, monkeypatch
+):
+    """A deploy script's chmod lands between the settle's two reads: the bytes are the
+    same and only the change time moved; the file is settled (h243: held back as still
+    being written, and after 60 s reported so)."""
+    trust, other, profiles = _bundle_trusted(tmp_path, ca, backend)
+    full = other.cert_pem + ca.cert_pem + CA(name="third").cert_pem
+    replace_atomically(trust, full)
+    hook = _FinishWriteDuringSettle(lambda: os.chmod(trust, 0o600))
+    monkeypatch.setattr(_reading, "_pause", lambda stop, delay: hook.wait(delay))
+    assert profiles.reload() is True
+    assert len(profiles.context_for("localhost", backend.port).get_ca_certs()) == 3
+
+
 def test_threads_handshaking_through_rotations_see_only_old_or_new(setup, ca, backend):
     xml, keystore, _ = setup
     names = [f"gen-{i}" for i in range(1, 5)]
@@ -2396,14 +2411,32 @@ def test_a_renewal_staged_in_a_pem_keystore_is_taken_once_valid(tmp_path, ca, ba
     keystore = tmp_path / "gw.pem"
     start = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
     current, renewal = _staged_pem(ca, keystore, start)
-    trust = tmp_path / "trust.jks"
+    trust, other_trust = tmp_path / "trust.jks", tmp_path / "other-trust.jks"
     ca.write_truststore(trust, PASSWORD)
+    bundle = Truststore()
+    bundle.add("ca", ca.certificate)
+    bundle.add("other", CA(name="other anchor").certificate)
+    bundle.save(other_trust, PASSWORD)
     xml = tmp_path / "p.xml"
-    xml.write_text(profile_xml(profile(f"localhost:{backend.port}", keystore, trust)))
+    # Two profiles on the one keystore, each with its truststore: two materials, which
+    # both switch (only the first did, h243).
+    xml.write_text(
+        profile_xml(
+            profile(f"localhost:{backend.port}", keystore, trust),
+            profile(f"127.0.0.1:{backend.port}", keystore, other_trust),
+        )
+    )
+
+    def serials() -> set[int | None]:
+        return {
+            p.identity.serial if p.identity is not None else None
+            for p in profiles.status().profiles
+        }
+
     with SSLProfileSet.from_xml(xml, reload_interval=INTERVAL, settle_delay=0) as profiles:
-        assert profiles.status().profiles[0].identity.serial == current
+        assert serials() == {current}
         generation = profiles.generation
-        wait_for(lambda: profiles.status().profiles[0].identity.serial == renewal, timeout=30)
+        wait_for(lambda: serials() == {renewal}, timeout=30)
         assert dt.datetime.now(dt.UTC) >= start.replace(microsecond=0)
         assert profiles.generation == generation + 1
         assert cn_seen(profiles, backend.port) == "gen-staged"

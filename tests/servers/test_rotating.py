@@ -1301,3 +1301,34 @@ def test_a_pem_keystore_read_again_for_the_same_choice_changes_nothing(estate: E
         wait_for(lambda: engine.snapshot.renew_at > now + datetime.timedelta(days=300), timeout=30)
         assert server.generation == 0 and server.last_error is None
         assert get(port, estate.client())[1] == current.certificate.serial_number
+
+
+def test_the_certificate_in_service_is_not_judged_again_when_its_file_is_read_again(
+    estate: Estate,
+) -> None:
+    """Both certificates for the key expire; the file is read again at each end: the
+    one in service is chosen again, and is not refused as a "new" certificate (h243:
+    "the new server certificate ... expired: not installed", held for good)."""
+    current = estate.server_ca.issue_cert("localhost", "127.0.0.1")
+    now = datetime.datetime.now(datetime.UTC)
+    request = current.keystore().certificate_request()
+    older, newer = (
+        estate.server_ca.sign_request(
+            request,
+            not_before=now - datetime.timedelta(days=days),
+            not_after=now + datetime.timedelta(seconds=seconds),
+        )[0]
+        for days, seconds in ((2, 1), (1, 2))
+    )
+    key = current.private_key.private_bytes(
+        Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(PASSWORD.encode())
+    )
+    estate.keystore.write_bytes(
+        key + older.public_bytes(Encoding.PEM) + newer.public_bytes(Encoding.PEM)
+    )
+    with estate.server(reload_interval=0.1) as server:
+        engine = server._engine
+        assert engine is not None
+        wait_for(lambda: engine.snapshot.renew_at is None, timeout=30)  # both ends passed
+        assert engine.snapshot.serial == newer.serial_number
+        assert "not installed" not in str(server.last_error)
