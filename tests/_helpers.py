@@ -20,7 +20,11 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.hazmat.primitives.serialization import (
+    BestAvailableEncryption,
+    Encoding,
+    PrivateFormat,
+)
 
 import mtls
 from mtls.testing import CA, IssuedIdentity
@@ -411,3 +415,25 @@ def signed_again(tbs: bytes, ca: CA) -> bytes:
     algorithm = _der.encode(_der.SEQUENCE, _der.encode_oid("1.2.840.10045.4.3.2"))
     bits = _der.encode(_der.BIT_STRING, b"\x00" + signature)
     return _der.encode(_der.SEQUENCE, tbs + algorithm + bits)
+
+
+def same_key(
+    ca: CA,
+    identity: IssuedIdentity,
+    *,
+    not_before: _dt.datetime | None = None,
+    not_after: _dt.datetime | None = None,
+) -> x509.Certificate:
+    """Another certificate from ``ca`` for ``identity``'s key (a renewal, a reissue, or
+    the certificate it replaced), valid as given."""
+    request = identity.keystore().certificate_request()
+    return ca.sign_request(request, not_before=not_before, not_after=not_after)[0]
+
+
+def pem_keystore(identity: IssuedIdentity, *certificates: x509.Certificate) -> bytes:
+    """A PEM keystore: ``identity``'s key encrypted under PASSWORD, then
+    ``certificates`` (its own, its renewals), in that order."""
+    key = identity.private_key.private_bytes(
+        Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(PASSWORD.encode())
+    )
+    return key + b"".join(cert.public_bytes(Encoding.PEM) for cert in certificates)

@@ -13,11 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.serialization import (
-    BestAvailableEncryption,
-    Encoding,
-    PrivateFormat,
-)
 
 from mtls import (
     Keystore,
@@ -34,8 +29,10 @@ from tests._helpers import (
     PASSWORD,
     jks,
     out_of_date_copy,
+    pem_keystore,
     profile,
     profile_xml,
+    same_key,
     truststore_openssl_refuses,
     wait_for,
     whoami,
@@ -2395,12 +2392,8 @@ def _staged_pem(ca: CA, path: Path, start: dt.datetime) -> tuple[int, int]:
     and its renewal for the same key, valid from ``start``, staged after it (h242).
     Their serials."""
     current = ca.issue_cert("gen-staged")
-    request = current.keystore().certificate_request()
-    renewal = ca.sign_request(request, not_before=start)[0]
-    key = current.private_key.private_bytes(
-        Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(PASSWORD.encode())
-    )
-    path.write_bytes(key + current.chain_pem + renewal.public_bytes(Encoding.PEM))
+    renewal = same_key(ca, current, not_before=start)
+    path.write_bytes(pem_keystore(current, *current.chain, renewal))
     return current.certificate.serial_number, renewal.serial_number
 
 
@@ -2451,16 +2444,11 @@ def test_a_pem_keystore_read_again_for_the_same_choice_applies_nothing(tmp_path,
     and the set is due next at the one in service's end, not at every check."""
     current = ca.issue_cert("gen-same")
     now = dt.datetime.now(dt.UTC)
-    older = ca.sign_request(
-        current.keystore().certificate_request(),
-        not_before=now - dt.timedelta(days=2),
-        not_after=now + dt.timedelta(seconds=2),
-    )[0]
-    key = current.private_key.private_bytes(
-        Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(PASSWORD.encode())
+    older = same_key(
+        ca, current, not_before=now - dt.timedelta(days=2), not_after=now + dt.timedelta(seconds=2)
     )
     keystore = tmp_path / "gw.pem"
-    keystore.write_bytes(key + older.public_bytes(Encoding.PEM) + current.chain_pem)
+    keystore.write_bytes(pem_keystore(current, older, *current.chain))
     trust = tmp_path / "trust.jks"
     ca.write_truststore(trust, PASSWORD)
     xml = tmp_path / "p.xml"

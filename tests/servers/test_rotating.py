@@ -18,16 +18,19 @@ import types
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.serialization import (
-    BestAvailableEncryption,
-    Encoding,
-    PrivateFormat,
-)
+from cryptography.hazmat.primitives.serialization import Encoding
 
 import mtls
 from mtls import _x509
 from mtls.testing import CA, replace_atomically, swap_symlinked_dir
-from tests._helpers import PASSWORD, out_of_date_copy, truststore_openssl_refuses, wait_for
+from tests._helpers import (
+    PASSWORD,
+    out_of_date_copy,
+    pem_keystore,
+    same_key,
+    truststore_openssl_refuses,
+    wait_for,
+)
 from tests._keytool import JDK
 from tests._pki import mismatched
 from tests.servers._servers import (
@@ -1254,12 +1257,8 @@ def test_a_renewal_staged_in_a_pem_keystore_is_served_once_valid(estate: Estate)
     its negative twin, a client that does not trust the CA, is still refused."""
     current = estate.server_ca.issue_cert("localhost", "127.0.0.1")
     start = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=2)
-    request = current.keystore().certificate_request()
-    renewal = estate.server_ca.sign_request(request, not_before=start)[0]
-    key = current.private_key.private_bytes(
-        Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(PASSWORD.encode())
-    )
-    estate.keystore.write_bytes(key + current.chain_pem + renewal.public_bytes(Encoding.PEM))
+    renewal = same_key(estate.server_ca, current, not_before=start)
+    estate.keystore.write_bytes(pem_keystore(current, *current.chain, renewal))
     with (
         estate.server(reload_interval=0.1) as server,
         stdlib_server(server.context) as port,
@@ -1281,15 +1280,13 @@ def test_a_pem_keystore_read_again_for_the_same_choice_changes_nothing(estate: E
     moment to look again is the one in service's end, not a check every interval."""
     current = estate.server_ca.issue_cert("localhost", "127.0.0.1")
     now = datetime.datetime.now(datetime.UTC)
-    older = estate.server_ca.sign_request(
-        current.keystore().certificate_request(),
+    older = same_key(
+        estate.server_ca,
+        current,
         not_before=now - datetime.timedelta(days=2),
         not_after=now + datetime.timedelta(seconds=2),
-    )[0]
-    key = current.private_key.private_bytes(
-        Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(PASSWORD.encode())
     )
-    estate.keystore.write_bytes(key + older.public_bytes(Encoding.PEM) + current.chain_pem)
+    estate.keystore.write_bytes(pem_keystore(current, older, *current.chain))
     with (
         estate.server(reload_interval=0.1) as server,
         stdlib_server(server.context) as port,
@@ -1311,21 +1308,16 @@ def test_the_certificate_in_service_is_not_judged_again_when_its_file_is_read_ag
     "the new server certificate ... expired: not installed", held for good)."""
     current = estate.server_ca.issue_cert("localhost", "127.0.0.1")
     now = datetime.datetime.now(datetime.UTC)
-    request = current.keystore().certificate_request()
     older, newer = (
-        estate.server_ca.sign_request(
-            request,
+        same_key(
+            estate.server_ca,
+            current,
             not_before=now - datetime.timedelta(days=days),
             not_after=now + datetime.timedelta(seconds=seconds),
-        )[0]
+        )
         for days, seconds in ((2, 1), (1, 2))
     )
-    key = current.private_key.private_bytes(
-        Encoding.PEM, PrivateFormat.PKCS8, BestAvailableEncryption(PASSWORD.encode())
-    )
-    estate.keystore.write_bytes(
-        key + older.public_bytes(Encoding.PEM) + newer.public_bytes(Encoding.PEM)
-    )
+    estate.keystore.write_bytes(pem_keystore(current, older, newer))
     with estate.server(reload_interval=0.1) as server:
         engine = server._engine
         assert engine is not None

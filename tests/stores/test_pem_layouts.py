@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 
 import mtls
 from mtls.testing import CA, MTLSServer
-from tests._helpers import whoami
+from tests._helpers import same_key, whoami
 
 PEM = serialization.Encoding.PEM
 NOW = dt.datetime.now(dt.UTC)
@@ -38,15 +38,8 @@ def _key_pem(identity: mtls.testing.IssuedIdentity, fmt: str = "PKCS8") -> bytes
 def _same_key_expired(ca: CA, identity: mtls.testing.IssuedIdentity) -> bytes:
     """The certificate ``identity`` had before its renewal: same key and subject,
     expired yesterday."""
-    old = (
-        x509.CertificateBuilder()
-        .subject_name(identity.certificate.subject)
-        .issuer_name(ca.certificate.subject)
-        .public_key(identity.private_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - dt.timedelta(days=400))
-        .not_valid_after(NOW - dt.timedelta(days=1))
-        .sign(ca.private_key, hashes.SHA256())
+    old = same_key(
+        ca, identity, not_before=NOW - dt.timedelta(days=400), not_after=NOW - dt.timedelta(days=1)
     )
     return old.public_bytes(PEM)
 
