@@ -275,19 +275,32 @@ def keytool_digest(key: object) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512
     """The digest keytool signs a new certificate with for this key (the JDK's
     ``SignatureUtil`` strength rule): SHA-384 for RSA over 3072 bits and P-384, SHA-512
     for RSA over 7680 bits and P-521, else SHA-256 (DSA too); none for EdDSA."""
-    if isinstance(key, rsa.RSAPrivateKey):
-        bits = key.key_size
-        return (
-            hashes.SHA512() if bits > 7680 else hashes.SHA384() if bits > 3072 else hashes.SHA256()
-        )
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        bits = key.curve.key_size
-        return (
-            hashes.SHA512() if bits >= 512 else hashes.SHA384() if bits >= 384 else hashes.SHA256()
-        )
-    if isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey):
+    bits = (
+        key.key_size if isinstance(key, rsa.RSAPrivateKey)
+        else key.curve.key_size if isinstance(key, ec.EllipticCurvePrivateKey)
+        else 0
+    )  # fmt: skip
+    return _strength(_key_family(key), bits)
+
+
+def _strength(family: str, bits: int) -> hashes.SHA256 | hashes.SHA384 | hashes.SHA512 | None:
+    """The JDK's strength rule for a key of ``family`` and ``bits`` (see
+    :func:`keytool_digest`), for a key not made yet too."""
+    if family in ("Ed25519", "Ed448"):
         return None
-    return hashes.SHA256()  # DSA: keytool's SHA256withDSA
+    rsa_family = family == "RSA"
+    if family in ("RSA", "EC") and bits > (7680 if rsa_family else 511):
+        return hashes.SHA512()
+    if family in ("RSA", "EC") and bits > (3072 if rsa_family else 383):
+        return hashes.SHA384()
+    return hashes.SHA256()  # DSA too: keytool's SHA256withDSA
+
+
+def _sigalg_name(family: str, digest: hashes.HashAlgorithm | None) -> str:
+    """keytool's name for a signature with ``digest`` by a key of ``family``."""
+    if digest is None:
+        return family
+    return f"SHA{digest.digest_size * 8}with{'ECDSA' if family == 'EC' else family}"
 
 
 def _key_family(key: object) -> str:
@@ -379,16 +392,7 @@ def check_signature_algorithm(name: str | None, key_type: str, key_size: int, cu
     if family is None:
         return
     bits = key_size if family == "RSA" else {"secp384r1": 384, "secp521r1": 521}.get(curve, 256)
-    digest = (
-        512 if bits > (7680 if family == "RSA" else 511)
-        else 384 if bits > (3072 if family == "RSA" else 383)
-        else 256
-    )  # fmt: skip
-    default = (
-        "Ed25519" if family == "Ed25519"
-        else f"SHA{digest}with{'ECDSA' if family == 'EC' else 'RSA'}"
-    )  # fmt: skip
-    _sigalg(name, family, default)
+    _sigalg(name, family, _sigalg_name(family, _strength(family, bits)))
 
 
 def _sigalg(name: str, family: str, default: str) -> tuple[SigningHash | None, bool]:
@@ -462,11 +466,7 @@ _SIGALG_OIDS = {
 
 def _default_sigalg(key: object) -> str:
     """keytool's name for the signature it makes with ``key`` by default."""
-    family = _key_family(key)
-    digest = keytool_digest(key)
-    if digest is None:
-        return family
-    return f"SHA{digest.digest_size * 8}with{'ECDSA' if family == 'EC' else family}"
+    return _sigalg_name(_key_family(key), keytool_digest(key))
 
 
 #: The last instant an X.509 date can say.

@@ -62,9 +62,10 @@ def pem_blocks(
     Text between blocks is allowed (``openssl x509 -text`` writes some). A BEGIN line
     without its END line, a BEGIN inside a block, or a mangled BEGIN line means the
     file was cut short or damaged, and is refused. A boundary that does not start its
-    line (after spaces or tabs; a byte-order mark on the first) is text, as OpenSSL
-    reads it: a comment that quotes one ("Note: -----BEGIN CERTIFICATE----- below")
-    was refused as a truncated block (h239).
+    line (after spaces or tabs, and a byte-order mark) is text, as OpenSSL reads it: a
+    comment that quotes one ("Note: -----BEGIN CERTIFICATE----- below") was refused as
+    a truncated block (h239). One after text with its block following is refused
+    saying so (OpenSSL skips the block, keytool reads it).
     """
     blocks: list[tuple[bytes, bytes, bytes]] = []
     ends: list[int] = []  # where each block's END line starts

@@ -1240,9 +1240,9 @@ class _Certs:
         unused = [i for i in reversed(indexes or ()) if i not in self.used]  # file order
         if len(unused) < 2:
             return self._take(name, key)
-        currency = {index: self._currency(index) for index in unused}
+        now = _dt.datetime.now(_dt.UTC)  # one instant for the whole choice
+        currency = {index: self._currency(index, now) for index in unused}
         best = max(unused, key=currency.__getitem__)
-        now = _dt.datetime.now(_dt.UTC)
         ahead = [
             moment
             for _, start, end, _ in currency.values()
@@ -1256,16 +1256,18 @@ class _Certs:
         self.used.add(best)
         return best
 
-    def _currency(self, index: int) -> tuple[bool, _dt.datetime, _dt.datetime, int]:
-        """(valid now, notBefore, notAfter, position) of a certificate; one that cannot
-        be read sorts first."""
+    def _currency(
+        self, index: int, now: _dt.datetime
+    ) -> tuple[bool, _dt.datetime, _dt.datetime, int]:
+        """(valid at ``now``, notBefore, notAfter, position) of a certificate; one that
+        cannot be read sorts first."""
         try:
             cert = _x509.load_cert(self.certs[index].der)
             start, end = _dates.not_before(cert), _dates.not_after(cert)
         except (ValueError, TypeError):
             never = _dt.datetime.min.replace(tzinfo=_dt.UTC)
             return False, never, never, index
-        return start <= _dt.datetime.now(_dt.UTC) <= end, start, end, index
+        return start <= now <= end, start, end, index
 
     def _left(self) -> bool:
         return len(self.used) < len(self.certs)
