@@ -49,7 +49,7 @@ from ._readers import (
 )
 from ._secret import Secret, as_secret, reveal, scrub_tracebacks
 from ._types import KeyType, WriteFormat, check_flag
-from ._writers import keystore_bytes, to_der, truststore_bytes
+from ._writers import keystore_bytes, to_der, truststore_bytes, write_format
 
 if TYPE_CHECKING:
     from ._config import StoreConfig
@@ -958,7 +958,7 @@ class Keystore(_StoreBase):
         path: str | os.PathLike[str],
         password: Password,
         *,
-        store_type: WriteFormat = "JKS",
+        store_type: WriteFormat | None = None,
         key_password: Password | None = None,
         passwordless: bool = False,
     ) -> None:
@@ -978,7 +978,10 @@ class Keystore(_StoreBase):
             path: the file to write (replaced atomically if it exists).
             password: the store password (PKCS#12 MAC and encryption, JKS integrity
                 check, the PEM key's encryption; ``""`` writes a PEM key unencrypted).
-            store_type: ``"JKS"`` (default), ``"PKCS12"`` or ``"PEM"``.
+            store_type: ``"JKS"``, ``"PKCS12"`` or ``"PEM"``. By default, the format
+                the file's name says (``.p12``/``.pfx``: PKCS12, ``.jks``: JKS,
+                ``.pem``: PEM), else the one the store was read from (as keytool keeps
+                a store's type), else JKS.
             key_password: JKS only: the password protecting every key entry (default:
                 ``password``). PKCS#12 has one password, as keytool writes it: a
                 different one is a ``ValueError``.
@@ -1006,12 +1009,11 @@ class Keystore(_StoreBase):
                 whose message names the file and says that nothing was written (the
                 store is written to a temporary file beside it, then renamed).
         """
-        data = self._bytes(
-            password, store_type, key_password, target=path, passwordless=passwordless
-        )
+        kind = write_format(store_type, path, self.store_type)
+        data = self._bytes(password, kind, key_password, target=path, passwordless=passwordless)
         # An unencrypted key (PEM without a password) keeps no group access of the file
         # it replaces: a store's group reads it through its password, this file without.
-        unencrypted = str(store_type).upper() == "PEM" and not reveal(password)
+        unencrypted = kind == "PEM" and not reveal(password)
         atomic_write(path, data, mode=0o600, keep_group=not (unencrypted and self.key_aliases))
 
     @scrub_tracebacks
@@ -1019,19 +1021,19 @@ class Keystore(_StoreBase):
         self,
         password: Password,
         *,
-        store_type: WriteFormat = "JKS",
+        store_type: WriteFormat | None = None,
         key_password: Password | None = None,
         passwordless: bool = False,
     ) -> bytes:
-        """The bytes :meth:`save` writes (arguments and errors as for :meth:`save`)."""
-        return self._bytes(
-            password, store_type, key_password, target=None, passwordless=passwordless
-        )
+        """The bytes :meth:`save` writes (arguments and errors as for :meth:`save`; by
+        default in the format the store was read from, else JKS)."""
+        kind = write_format(store_type, None, self.store_type)
+        return self._bytes(password, kind, key_password, target=None, passwordless=passwordless)
 
     def _bytes(
         self,
         password: Password,
-        store_type: WriteFormat,
+        store_type: str,
         key_password: Password | None,
         *,
         target: str | os.PathLike[str] | None,
@@ -1320,7 +1322,7 @@ class Truststore(_StoreBase):
         path: str | os.PathLike[str],
         password: Password,
         *,
-        store_type: WriteFormat = "JKS",
+        store_type: WriteFormat | None = None,
         passwordless: bool = False,
     ) -> None:
         """Write the truststore atomically, in a format keytool reads.
@@ -1336,7 +1338,10 @@ class Truststore(_StoreBase):
                 encryption). PKCS#12 takes ``""``: the certificates are written in the
                 clear under a MAC keyed by the empty password (keytool reads it with or
                 without ``-storepass ""``).
-            store_type: ``"JKS"`` (default), ``"PKCS12"`` or ``"PEM"`` (a CA bundle).
+            store_type: ``"JKS"``, ``"PKCS12"`` or ``"PEM"`` (a CA bundle). By
+                default, the format the file's name says (``.p12``/``.pfx``: PKCS12,
+                ``.jks``: JKS, ``.pem``/``.crt``/``.cer``: PEM), else the one the store
+                was read from, else JKS.
             passwordless: PKCS12 only: the JDK's password-less format (no MAC,
                 certificates not encrypted; ``password`` unused), which Java opens
                 without a password, as keytool keeps a store it read so
@@ -1350,20 +1355,27 @@ class Truststore(_StoreBase):
                 :meth:`Keystore.save` (the error's ``alias`` names the entry).
             OSError: the file cannot be written, as for :meth:`Keystore.save`.
         """
-        data = self._bytes(password, store_type, target=path, passwordless=passwordless)
+        kind = write_format(store_type, path, self.store_type, bundle=True)
+        data = self._bytes(password, kind, target=path, passwordless=passwordless)
         atomic_write(path, data, mode=None)
 
     @scrub_tracebacks
     def to_bytes(
-        self, password: Password, *, store_type: WriteFormat = "JKS", passwordless: bool = False
+        self,
+        password: Password,
+        *,
+        store_type: WriteFormat | None = None,
+        passwordless: bool = False,
     ) -> bytes:
-        """The bytes :meth:`save` writes (arguments and errors as for :meth:`save`)."""
-        return self._bytes(password, store_type, target=None, passwordless=passwordless)
+        """The bytes :meth:`save` writes (arguments and errors as for :meth:`save`; by
+        default in the format the store was read from, else JKS)."""
+        kind = write_format(store_type, None, self.store_type)
+        return self._bytes(password, kind, target=None, passwordless=passwordless)
 
     def _bytes(
         self,
         password: Password,
-        store_type: WriteFormat,
+        store_type: str,
         *,
         target: str | os.PathLike[str] | None,
         passwordless: bool,

@@ -50,6 +50,37 @@ def check_store_type(store_type: str) -> str:
     return norm
 
 
+# What a file's name says it holds: keytool's and WSO2's usual names. A CA bundle is
+# often a .crt or .cer (a truststore's); a key's PEM file is a .pem.
+_NAMED_FORMATS = {".p12": "PKCS12", ".pfx": "PKCS12", ".pkcs12": "PKCS12", ".jks": "JKS",
+                  ".pem": "PEM"}  # fmt: skip
+_BUNDLE_NAMES = {".crt": "PEM", ".cer": "PEM"}
+
+
+def write_format(
+    store_type: str | None,
+    target: str | os.PathLike[str] | None,
+    read_as: str | None,
+    *,
+    bundle: bool = False,
+) -> str:
+    """The format a store is written in: ``store_type`` when given; else the one the
+    file's name says (``.p12``/``.pfx`` PKCS12, ``.jks`` JKS, ``.pem`` PEM, and for a
+    truststore, ``bundle``, ``.crt``/``.cer`` PEM); else the one the store was read
+    from (``read_as``) when it can be written, as keytool and Java's
+    ``KeyStore.store`` keep a store's type; else JKS. A store read from a ``.p12`` and
+    saved back kept its name and was written as JKS, which a profile's
+    ``<Type>PKCS12</Type>`` then failed to open."""
+    if store_type is not None:
+        return check_store_type(str(store_type))
+    if target is not None:
+        suffix = os.path.splitext(os.fsdecode(target))[1].lower()
+        named = _NAMED_FORMATS.get(suffix) or (_BUNDLE_NAMES.get(suffix) if bundle else None)
+        if named is not None:
+            return named
+    return read_as if read_as in WRITABLE else "JKS"
+
+
 def check_encodable(*passwords: str | None) -> None:
     """Refuse a password no store can be written with: one holding a lone surrogate,
     which ``os.environ`` and ``sys.argv`` give for a byte that is not UTF-8 (a Latin-1

@@ -348,7 +348,7 @@ class IssuedIdentity:
         path: str | os.PathLike[str],
         password: str | Secret,
         *,
-        store_type: WriteFormat = "JKS",
+        store_type: WriteFormat | None = None,
         alias: str | None = None,
         key_password: str | Secret | None = None,
     ) -> Path:
@@ -358,7 +358,9 @@ class IssuedIdentity:
             path: the file to write (atomically, mode 0600).
             password: the store password.
             store_type: ``"JKS"``, ``"PKCS12"`` (keytool's default since JDK 9) or
-                ``"PEM"`` (the key encrypted with ``password``, then the chain).
+                ``"PEM"`` (the key encrypted with ``password``, then the chain); by
+                default the one the file's name says (``.p12``/``.pfx``, ``.jks``,
+                ``.pem``), else JKS.
             alias: the key entry's alias (see :meth:`keystore`).
             key_password: a separate key password; JKS only, as with keytool.
 
@@ -1025,7 +1027,7 @@ class CA:
         path: str | os.PathLike[str],
         password: str | Secret,
         *,
-        store_type: WriteFormat = "JKS",
+        store_type: WriteFormat | None = None,
         alias: str = "ca",
     ) -> Path:
         """Write :meth:`truststore` to a file keytool and :meth:`mtls.Truststore.load` read.
@@ -1033,7 +1035,9 @@ class CA:
         Args:
             path: the file to write (atomically).
             password: the store password (ignored for ``"PEM"``).
-            store_type: ``"JKS"``, ``"PKCS12"`` or ``"PEM"``.
+            store_type: ``"JKS"``, ``"PKCS12"`` or ``"PEM"``; by default the one the
+                file's name says (``.p12``/``.pfx``, ``.jks``, ``.pem``/``.crt``/``.cer``),
+                else JKS.
             alias: the entry's alias.
 
         Returns:

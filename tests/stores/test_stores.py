@@ -511,6 +511,50 @@ def test_save_is_atomic_and_private(pki: PKI, tmp_path: Path) -> None:
     assert mtls.Keystore.load(target, PASSWORD).fingerprint == ks.fingerprint
 
 
+def _keytool_type(kt: JDK, path: Path) -> str:
+    listed = run_keytool(kt, "-list", "-keystore", str(path), "-storepass", PASSWORD)
+    found = re.search(r"^Keystore type: (\S+)", listed, re.M)
+    assert found, f"keytool did not say what {path.name} is"
+    return found.group(1)
+
+
+def test_save_writes_the_format_the_name_says_else_the_one_read(
+    pki: PKI, tmp_path: Path, any_keytool: JDK
+) -> None:
+    """``save("gateway.p12", pw)`` wrote JKS whatever the name (a profile's
+    ``<Type>PKCS12</Type>`` then failed to open it), and a PKCS#12 read and saved back
+    became JKS: the name decides, else the format read from (keytool keeps a store's
+    type), else JKS; keytool is the judge."""
+    ks = pki.client.keystore("client")
+    ks.save(tmp_path / "gateway.p12", PASSWORD)
+    assert _keytool_type(any_keytool, tmp_path / "gateway.p12") == "PKCS12"
+    read = mtls.Keystore.load(tmp_path / "gateway.p12", PASSWORD)
+    read.save(tmp_path / "gateway", PASSWORD)  # no name to go by: the format read from
+    assert _keytool_type(any_keytool, tmp_path / "gateway") == "PKCS12"
+    assert read.to_bytes(PASSWORD)[:1] == b"\x30"  # PKCS#12's DER, not JKS's magic
+    read.save(tmp_path / "gateway.jks", PASSWORD)
+    assert _keytool_type(any_keytool, tmp_path / "gateway.jks") == "JKS"
+    ks.save(tmp_path / "new", PASSWORD)  # a store never read: JKS, as before
+    assert _keytool_type(any_keytool, tmp_path / "new") == "JKS"
+    # Twin: store_type= says it outright, whatever the name.
+    ks.save(tmp_path / "odd.p12", PASSWORD, store_type="JKS")
+    assert _keytool_type(any_keytool, tmp_path / "odd.p12") == "JKS"
+    ks.save(tmp_path / "client.pem", "")
+    assert (tmp_path / "client.pem").read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+    # A truststore's .crt or .cer is a CA bundle; one read from JKS and saved goes on JKS.
+    trust = pki.truststore()
+    trust.save(tmp_path / "ca.crt", PASSWORD)
+    assert mtls.Truststore.load(tmp_path / "ca.crt").store_type == "PEM"
+    trust.save(tmp_path / "trust.jks", PASSWORD)
+    mtls.Truststore.load(tmp_path / "trust.jks", PASSWORD).save(tmp_path / "trust", PASSWORD)
+    assert _keytool_type(any_keytool, tmp_path / "trust") == "JKS"
+    # A keystore's .crt is no PEM key file: the format read from decides.
+    read.save(tmp_path / "odd.crt", PASSWORD)
+    assert _keytool_type(any_keytool, tmp_path / "odd.crt") == "PKCS12"
+    with pytest.raises(ValueError, match="JCEKS is read, not written"):
+        ks.save(tmp_path / "x.jceks", PASSWORD, store_type="JCEKS")  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("length", [237, 238, 255])
 def test_a_store_name_of_up_to_255_bytes_is_written(pki: PKI, tmp_path: Path, length: int) -> None:
     """keytool writes a store whose name is 238 to 255 bytes long (a file name's limit);
