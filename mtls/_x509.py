@@ -1243,6 +1243,44 @@ def _name_text(name: _der.TLV) -> str:
     return ",".join(reversed(rdns))
 
 
+def name_der_text(der: bytes) -> str:
+    """A distinguished name's DER as RFC 4514 text (as cryptography renders names).
+
+    Raises:
+        ValueError: ``der`` is no Name.
+    """
+    try:
+        return _name_text(_der.read_single(der, _der.SEQUENCE))
+    except (IndexError, LookupError) as exc:
+        raise ValueError("not a distinguished name") from exc
+
+
+def name_der_key(der: bytes) -> _Canonical:
+    """A distinguished name's DER in :func:`canonical_name`'s form (the same rules, on
+    our own walk of the DER: cryptography reads no Name alone): equal for two names
+    OpenSSL's ``X509_NAME_cmp`` and Java's ``X500Principal.equals`` take as one.
+
+    Raises:
+        ValueError: ``der`` is no Name.
+    """
+    try:
+        rdns = []
+        for rdn in _der.read_single(der, _der.SEQUENCE).children():
+            values: collections.Counter[tuple[str, object]] = collections.Counter()
+            for attribute in rdn.children():
+                oid, value = attribute.children()[:2]
+                kept: object = (value.tag, value.value)
+                if value.tag in _CANON_TYPES:
+                    text = value.value.decode(_STRING_CODECS.get(value.tag, "utf-8"))
+                    text = _OPENSSL_SPACE.sub(" ", text.strip(_OPENSSL_WHITE))
+                    kept = text.translate(_ASCII_LOWER)
+                values[(_der.decode_oid(oid.value), kept)] += 1
+            rdns.append(frozenset(values.items()))
+    except (IndexError, LookupError, UnicodeDecodeError) as exc:
+        raise ValueError("not a distinguished name") from exc
+    return tuple(rdns)
+
+
 def lenient_leaf_info(
     der: bytes,
 ) -> tuple[str | None, _dt.datetime | None, _dt.datetime | None, int | None]:

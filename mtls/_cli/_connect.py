@@ -24,11 +24,14 @@ from ._diagnosis import (
     Report,
     Setup,
     Target,
+    _alert_text,
     classify_answer,
     classify_handshake,
     closed,
     explain_from_chain,
+    java_sends_none,
     refused_statuses,
+    refuses_with_alert,
     revocation_failure,
     sent_none,
 )
@@ -68,7 +71,7 @@ def _watch_certificate_request(ctx: ssl.SSLContext, report: Report) -> Any:
 
     def seen(*message: object) -> None:
         # (connection, direction, version, content type, message type, data)
-        _, direction, _, content, kind, data = message
+        _, direction, version, content, kind, data = message
         if content != _HANDSHAKE:
             return
         if direction == "write":
@@ -79,6 +82,8 @@ def _watch_certificate_request(ctx: ssl.SSLContext, report: Report) -> Any:
             return
         if kind == _CERTIFICATE_REQUEST:
             report.certificate_requested = True
+            if isinstance(data, bytes | bytearray) and isinstance(version, int):
+                report.ca_names = _ca_names(bytes(data), version)
         elif kind == _SERVER_HELLO and report.certificate_requested is False:
             report.certificate_requested = None  # its flight has begun: not known yet
         elif kind in (_SERVER_HELLO_DONE, _FINISHED) and report.certificate_requested is None:
@@ -91,6 +96,51 @@ def _watch_certificate_request(ctx: ssl.SSLContext, report: Report) -> Any:
         yield
     finally:
         ctx._msg_callback = previous
+
+
+_TLS13 = 0x0304
+_CERTIFICATE_AUTHORITIES = 47  # the TLS 1.3 extension (RFC 8446 4.2.4)
+
+
+def _ca_names(message: bytes, version: int) -> list[bytes] | None:
+    """The distinguished names (DER) a CertificateRequest (its 4-byte header included)
+    lists as the issuers the server takes: TLS 1.2's certificate_authorities field,
+    TLS 1.3's extension of that name. ``[]``: it lists none (any issuer); ``None``: the
+    message cannot be read."""
+
+    def u16(at: int) -> int:
+        if at + 2 > len(body):
+            raise IndexError(at)
+        return int.from_bytes(body[at : at + 2], "big")
+
+    def names(at: int, end: int) -> list[bytes]:
+        found = []
+        while at < end:
+            size = u16(at)
+            found.append(body[at + 2 : at + 2 + size])
+            at += 2 + size
+        if at != end or any(not name for name in found):
+            raise IndexError(at)
+        return found
+
+    body = message[4:]
+    try:
+        if version >= _TLS13:
+            at = 1 + body[0]  # certificate_request_context
+            end = at + 2 + u16(at)
+            at += 2
+            while at < end:
+                kind, size = u16(at), u16(at + 2)
+                if kind == _CERTIFICATE_AUTHORITIES:
+                    return names(at + 6, at + 6 + u16(at + 4))
+                at += 4 + size
+            return []
+        at = 1 + body[0]  # certificate_types
+        if version >= 0x0303:
+            at += 2 + u16(at)  # supported_signature_algorithms
+        return names(at + 2, at + 2 + u16(at))
+    except IndexError:
+        return None
 
 
 def peer_chain(tls: ssl.SSLSocket) -> list[bytes]:
@@ -287,6 +337,7 @@ def run_probe(target: Target, setup: Setup, *, timeout: float, request: bool = T
                 _fetch_unverified_chain(report, timeout)
                 explain_from_chain(report)
             sent_none(report)
+            java_sends_none(report)
             report.elapsed_ms = (time.perf_counter() - started) * 1000
             return report
         with tls:
@@ -302,7 +353,10 @@ def run_probe(target: Target, setup: Setup, *, timeout: float, request: bool = T
                 closed_unanswered = _ask(tls, report, timeout)
                 if closed_unanswered and tls.selected_alpn_protocol() is None:
                     _ask_over_h2(report, timeout)
+                if closed_unanswered:
+                    _ask_without_certificate(report, timeout)
                 sent_none(report)
+    java_sends_none(report)
     report.elapsed_ms = (time.perf_counter() - started) * 1000
     return report
 
@@ -402,6 +456,52 @@ def _ask_over_h2(report: Report, timeout: float) -> None:
         "through, so it may speak only HTTP/2, as gRPC servers do (they close a "
         "connection that did not negotiate h2); a refusal it makes in HTTP/2 itself "
         "is not seen here"
+    )
+
+
+def _ask_without_certificate(report: Report, timeout: float) -> None:
+    """A TLS 1.3 server that closed after the handshake without an alert or an answer
+    was said to have refused our certificate; one that accepted it and then closed
+    (a Python server that answers nothing, a script's ``openssl s_server``) was told
+    the same, and its user sent to fix a certificate it took (h245). Ask again with
+    no certificate: a server that then refuses with an alert ("certificate required")
+    says its refusals so, and sent none for ours: it took our certificate. Any other
+    outcome (the same close, an answer) leaves the diagnosis as it was."""
+    setup, target = report.setup, report.target
+    failure = report.failure
+    if failure is None or failure.kind != "client_cert_refused" or setup.insecure is None:
+        return
+    if not setup.client_subject:
+        return
+    raw, _ = _connect(target, timeout)
+    if raw is None:
+        return
+    with raw:
+        try:
+            tls = setup.insecure().wrap_socket(raw, server_hostname=target.name)
+        except (ssl.SSLError, OSError, ValueError):
+            return
+        with tls:
+            if tls.version() != "TLSv1.3":
+                return
+            try:
+                _request(tls, target, timeout)
+            except ssl.SSLError as exc:
+                if not refuses_with_alert(exc):
+                    return
+                said = _alert_text(exc)
+            except (OSError, EOFError):
+                return
+            else:
+                return  # an answer, or the same close: nothing told apart
+    report.failure = None
+    report.accepted = True
+    report.notes.append(
+        f"the server closed our connection without an alert or an HTTP answer; asked "
+        f"again with no client certificate, it refused with the alert '{said}': it "
+        "refuses with an alert, and sent none for our certificate, so it took it. It "
+        "may not speak HTTP/1.1, or refuse this identity above TLS (an authorisation "
+        "rule): its log says which"
     )
 
 

@@ -23,11 +23,12 @@ Order of events, and what each failure means:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import re
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -202,6 +203,9 @@ class Setup:
     # The truststore's anchors as DER, every one (a pinned leaf too): what the revocation
     # report stops at. None: only what the context lists (the system's trust).
     anchors: tuple[bytes, ...] | None = None
+    # The issuer names (DER) of the certificates of the chain we present: what a Java
+    # client matches against the server's list of CAs (java_sends_none).
+    client_issuers: tuple[bytes, ...] = ()
     # The same identity and trust offering only ALPN "h2": to ask a server that closes
     # an HTTP/1.1 connection unanswered whether it speaks only HTTP/2 (gRPC does).
     h2: Callable[[], ssl.SSLContext | None] | None = None
@@ -222,6 +226,9 @@ class Report:
     accepted: bool | None = None
     #: We wrote an empty Certificate message (we may have had a certificate to send).
     sent_empty_certificate: bool = False
+    #: The issuers (distinguished names, DER) the server's CertificateRequest lists as
+    #: the ones it takes: ``[]`` none (any), ``None`` no request seen, or unreadable.
+    ca_names: list[bytes] | None = None
     #: Whether the server sent a CertificateRequest (``None``: unknown, the handshake
     #: failed before the server's first flight ended, or this Python cannot tell).
     certificate_requested: bool | None = None
@@ -274,6 +281,9 @@ class Report:
                 self.accepted if self.sent_certificate else None
             ),
             "client_certificate_requested": self.certificate_requested,
+            "server_ca_names": (
+                None if self.ca_names is None else [_name_text(n) for n in self.ca_names]
+            ),
             "http_status": self.http_status,
             "error": (
                 {
@@ -294,6 +304,58 @@ class Report:
                 "note": self.revocation_note,
             },
         }
+
+
+def _name_text(der: bytes) -> str:
+    """A distinguished name (DER) as RFC 4514 text, or its hex where it cannot be read."""
+    try:
+        return _x509.name_der_text(der)
+    except ValueError:
+        return der.hex()
+
+
+def issuers_of(chain: Sequence[bytes]) -> tuple[bytes, ...]:
+    """The issuer names (DER) of a chain's certificates, those cryptography reads."""
+    found = []
+    for der in chain:
+        with contextlib.suppress(ValueError):
+            found.append(_x509.load_cert(der).issuer.public_bytes())
+    return tuple(found)
+
+
+def java_sends_none(report: Report) -> None:
+    """Note that a Java client would send no certificate where we sent ours: the server
+    lists the CAs it takes, and no certificate of our chain is issued by one of them.
+    Java's key managers (SunX509, the JDK's default, which WSO2's gateway uses) choose a
+    client certificate only among chains with a certificate issued by a listed CA, and
+    send none otherwise; OpenSSL sends ours whatever the list says, so the probe passed
+    a backend the gateway is refused by (h245)."""
+    setup, listed = report.setup, report.ca_names
+    if not listed or not setup.client_issuers or not report.sent_certificate:
+        return
+    wanted = {_canonical(der) for der in listed}
+    if any(_canonical(der) in wanted for der in setup.client_issuers):
+        return
+    ours = "; ".join(dict.fromkeys(_name_text(der) for der in setup.client_issuers))
+    theirs = "; ".join(_name_text(der) for der in listed[:5]) + (
+        f" (and {len(listed) - 5} more)" if len(listed) > 5 else ""
+    )
+    report.notes.append(
+        f"a Java client (the WSO2 gateway) would send NO certificate here: the server asks "
+        f"for certificates issued by {theirs}, and ours is issued by {ours} (Java sends "
+        "only a chain with a certificate issued by a listed CA; OpenSSL, and this probe, "
+        "send it anyway): the backend should list that CA among the ones it asks for "
+        "(openssl s_server -client_CAfile, nginx ssl_client_certificate, Java's "
+        "truststore), or the keystore hold the chain up to a CA it lists"
+    )
+
+
+def _canonical(der: bytes) -> object:
+    """A name as Java compares them (canonical form), or its DER where unreadable."""
+    try:
+        return _x509.name_der_key(der)
+    except ValueError:
+        return der
 
 
 def _reason(exc: ssl.SSLError) -> str:
@@ -810,9 +872,20 @@ def closed(setup: Setup, where: str, *, during: bool, asked: bool | None = None)
         )
     return Failure(
         "client_cert_refused",
-        f"{where} closed the connection right after the handshake without answering ({sent}): "
-        "with TLS 1.3 that is how most servers refuse a client certificate",
+        f"{where} closed the connection right after the handshake without an alert or an "
+        f"answer ({sent}): with TLS 1.3 that is how some servers refuse a client "
+        "certificate (node's; OpenSSL, Java and GnuTLS send an alert saying why): its "
+        "log says whether it refused it",
     )
+
+
+def refuses_with_alert(exc: BaseException) -> bool:
+    """Whether ``exc`` is a peer's alert refusing a client certificate (or the lack
+    of one): ``certificate required``, ``bad certificate``, ``handshake failure``..."""
+    if not isinstance(exc, ssl.SSLError):
+        return False
+    reason = _reason(exc)
+    return reason in _CERT_ALERTS or reason == "SSLV3_ALERT_HANDSHAKE_FAILURE"
 
 
 def classify_answer(
@@ -827,8 +900,7 @@ def classify_answer(
     no refusal: ``(None, True)``, the same as an empty answer.
     """
     if isinstance(exc, ssl.SSLError):
-        reason = _reason(exc)
-        if reason in _CERT_ALERTS or reason == "SSLV3_ALERT_HANDSHAKE_FAILURE":
+        if refuses_with_alert(exc):
             return refused(setup, exc), False
         if not isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
             return Failure("tls_error", f"after the handshake: {_alert_text(exc)}"), None

@@ -38,7 +38,7 @@ from ._common import (
     truststore_password,
 )
 from ._connect import run_probe
-from ._diagnosis import Failure, Report, Setup, Target, parse_target
+from ._diagnosis import Failure, Report, Setup, Target, issuers_of, parse_target
 from ._logs import LogCollector
 from ._storeio import opening_password
 
@@ -74,6 +74,7 @@ def _read_identity(setup: Setup, config: StoreConfig | None) -> None:
     except (MTLSError, OSError):
         return
     setup.client_chain = len(chain)
+    setup.client_issuers = issuers_of(chain)
     _read_dates(setup, chain[0])
     with contextlib.suppress(ValueError):  # one cryptography cannot read: the DER says the rest
         setup.client_certificate = _x509.load_cert(chain[0])
@@ -230,6 +231,7 @@ def setup_from_options(args: argparse.Namespace, target: Target) -> Setup:
             setup.client_certificate = leaf
         setup.client_alias = alias
         setup.client_chain = len(chain)
+        setup.client_issuers = issuers_of(chain)
         _read_dates(setup, chain[0])
 
     setup.h2 = h2

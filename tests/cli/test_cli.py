@@ -1640,7 +1640,7 @@ CHECK_ROW_KEYS = {"servers", "client_id", "loaded", "keystore", "truststore", "c
 PROBE_KEYS = {"url", "host", "port", "ok", "matched", "profile", "source", "keystore",
               "truststore", "hostname_verifier", "client_certificate", "address", "tls_version",
               "cipher", "server_chain", "chain_verified", "chain_from_unverified_handshake",
-              "server_accepted_client_certificate", "client_certificate_requested",
+              "server_accepted_client_certificate", "client_certificate_requested", "server_ca_names",
               "http_status", "error", "notes", "revocation"}  # fmt: skip
 
 
@@ -1760,6 +1760,7 @@ def test_probe_json_has_the_documented_keys(seed: Seed) -> None:
     assert data["client_certificate"]["subject"] == "CN=gateway"
     assert data["chain_verified"] is True
     assert data["server_accepted_client_certificate"] is True
+    assert data["server_ca_names"] == []  # MTLSServer (Python's ssl) lists no CA
     assert data["server_chain"][0]["subject"] == "CN=localhost"
     assert data["error"] is None
 

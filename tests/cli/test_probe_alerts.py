@@ -287,6 +287,34 @@ def test_a_key_the_servers_own_rules_refuse_is_named_beside_trust(
     assert "SHA-1" not in message  # Go's refusal is of SHA-1 signatures: not ours
 
 
+@pytest.mark.openssl
+@pytest.mark.parametrize("version", ["-tls1_3", "-tls1_2"])
+def test_a_server_that_lists_other_cas_is_said_to_get_nothing_from_java(
+    ca, trust, s_server_files, openssl_bin, tmp_path, capsys, version
+):
+    """h245: a backend that verifies our CA but asks for certificates of another (its
+    CertificateRequest's CA list) took ours from the probe, which said OK; a Java
+    client (the gateway) sends no certificate there and is refused. The probe names the
+    CAs the server lists and says so. The twin: a server listing our CA, no such note."""
+    other = CA(name="listed CA")
+    listed = tmp_path / "listed.pem"
+    listed.write_bytes(other.cert_pem)
+    lists_other = {**s_server_files, "ca": listed}
+    verify_ours = ("-verifyCAfile", str(s_server_files["ca"]), version)
+    with openssl_server(openssl_bin, lists_other, *verify_ours) as port:
+        code, report, _ = probe(capsys, port, ca.issue_cert("gw"), trust, tmp_path)
+    assert code == 0, report  # OpenSSL sends ours whatever the list says
+    assert report["server_ca_names"] == ["CN=listed CA,O=mtls.testing"], report
+    [note] = [n for n in report["notes"] if "Java client" in n]
+    assert "would send NO certificate" in note
+    assert "issued by CN=listed CA,O=mtls.testing, and ours is issued by CN=advice CA" in note
+    with openssl_server(openssl_bin, s_server_files, version) as port:
+        code, report, _ = probe(capsys, port, ca.issue_cert("gw"), trust, tmp_path)
+    assert code == 0, report
+    assert report["server_ca_names"] == ["CN=advice CA,O=mtls.testing"], report
+    assert not [n for n in report["notes"] if "Java client" in n], report
+
+
 # --------------------------------------------------------------------------- other alerts
 
 _ALERTS = {

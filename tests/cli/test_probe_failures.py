@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import mtls
 from mtls.cli import main
@@ -259,9 +261,11 @@ def test_no_cipher_in_common_is_not_called_a_refused_certificate(ca, stores, cap
 def test_a_server_that_closes_without_answering_blames_our_certificate_only_if_it_asked(
     ca, stores, capsys, ask
 ):
-    """TLS 1.3: a close right after the handshake is how most servers refuse a client
+    """TLS 1.3: a close right after the handshake is how some servers refuse a client
     certificate; from one that asked for none it was "our certificate was refused"
-    all the same, naming a certificate that was never sent."""
+    all the same, naming a certificate that was never sent. (One that asks, takes a
+    connection without a certificate as well and closes it the same way tells nothing
+    apart: still a refusal, see the next test.)"""
     ctx = mtls.server_context(ca.issue_cert("localhost").keystore(), ca.truststore())
     ctx.verify_mode = ssl.CERT_OPTIONAL if ask else ssl.CERT_NONE
 
@@ -281,6 +285,41 @@ def test_a_server_that_closes_without_answering_blames_our_certificate_only_if_i
         assert code == 0, report
         assert kind_of(report) == "None"
         assert any("asked for no client certificate" in note for note in report["notes"])
+
+
+def test_a_server_that_takes_our_certificate_and_closes_is_not_said_to_refuse_it(
+    ca, stores, capsys
+):
+    """h245: a TLS 1.3 server demanding a certificate took ours and closed without an
+    answer (a Python server that answers nothing, a scripted ``openssl s_server``): the
+    probe said it refused our certificate. Asked again without one, it refuses with an
+    alert, so it refuses with alerts and sent none for ours: OK, with a note. The twin:
+    a certificate from another CA gets its alert, and a refusal, as before."""
+    ctx = mtls.server_context(ca.issue_cert("localhost").keystore(), ca.truststore())
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    handshakes: list[bool] = []
+
+    def close_unanswered(conn: socket.socket) -> None:
+        try:
+            with ctx.wrap_socket(conn, server_side=True) as tls:
+                handshakes.append(tls.getpeercert() is not None)
+        except (ssl.SSLError, OSError):
+            handshakes.append(False)
+
+    with accepting(close_unanswered) as port:
+        code, report, _ = probe(f"https://localhost:{port}/", stores, capsys)
+        assert code == 0, report
+        assert report["server_accepted_client_certificate"] is True
+        assert any("refused with the alert 'certificate required'" in n for n in report["notes"])
+        other = (
+            CA(name="other probe CA")
+            .issue_cert("gateway")
+            .write_keystore(stores["keystore"].with_name("other.jks"), PASSWORD)
+        )
+        code, report, _ = probe(f"https://localhost:{port}/", {**stores, "keystore": other}, capsys)
+    assert code == 1 and kind_of(report) == "client_cert_refused", report
+    assert "unknown ca" in report["error"]["message"], report
+    assert handshakes[0] is True  # the server did take our certificate the first time
 
 
 @pytest.mark.parametrize("status_first", [False, True], ids=["byte-by-byte", "streamed-body"])
@@ -611,14 +650,19 @@ def test_every_close_openssl_36_reports_leads_to_the_h2_retry(
     assert any("may speak only HTTP/2" in note for note in report["notes"]), report
 
 
-@pytest.mark.parametrize("tls12", [False, True])
-def test_a_server_that_resets_every_connection_is_not_said_to_take_us(ca, stores, capsys, tls12):
+@pytest.mark.parametrize("mode", ["tls13-optional", "tls13-required", "tls12"])
+def test_a_server_that_resets_every_connection_is_not_said_to_take_us(ca, stores, capsys, mode):
     """The twin (h209): a TLS 1.3 server that resets HTTP/1.1 and h2 alike still
-    refused our certificate; with TLS 1.2 (our certificate judged in the handshake) a
-    reset after it is no refusal."""
+    refused our certificate, when it takes a connection without one too (nothing told
+    apart); one that refuses that with an alert took ours (h245: the reset is not the
+    refusal it sends alerts for); with TLS 1.2 (our certificate judged in the
+    handshake) a reset after it is no refusal."""
     import struct
 
+    tls12 = mode == "tls12"
     server = _h2_only_server(ca, stores, tls12=tls12)
+    if mode == "tls13-optional":
+        server.verify_mode = ssl.CERT_OPTIONAL
 
     def handle(conn: socket.socket) -> None:
         tls = server.wrap_socket(conn, server_side=True)
@@ -632,6 +676,10 @@ def test_a_server_that_resets_every_connection_is_not_said_to_take_us(ca, stores
         assert report["server_accepted_client_certificate"] is True, report
         # ...said with what it cannot tell (h215)
         assert any("not told apart" in note for note in report["notes"]), report
+        return
+    if mode == "tls13-required":
+        assert code == 0 and report["server_accepted_client_certificate"] is True, report
+        assert any("'certificate required': it refuses with an alert" in n for n in report["notes"])
         return
     assert code == 1 and kind_of(report) == "client_cert_refused", report
     assert not any("may speak only HTTP/2" in note for note in report["notes"]), report
@@ -740,3 +788,18 @@ def test_an_expired_certificate_is_named_first_when_the_server_closes_without_a_
         assert ("it expired on" in message) is stale, message
         if stale:
             assert "renew it" in message and "without saying why" in message
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.sampled_from([0x0303, 0x0304, 0x0302]))
+def test_a_certificate_request_of_any_bytes_is_read_or_unread_never_raised(data, version):
+    """The CA list of a server's CertificateRequest is read from its bytes: whatever
+    they are, a list of names or None, and a name list the probe renders."""
+    from mtls._cli._connect import _ca_names
+    from mtls._cli._diagnosis import _canonical, _name_text
+
+    found = _ca_names(b"\x0d\x00\x00\x00" + data, version)
+    assert found is None or all(isinstance(name, bytes) and name for name in found)
+    for name in found or ():
+        assert isinstance(_name_text(name), str)
+        _canonical(name)
