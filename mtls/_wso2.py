@@ -1386,7 +1386,7 @@ def _parse_store(
     )
     written_alias = _written(alias_el) if alias_el is not None else ""
     check_path_text(location, setting=f"<{kind}><Location>", path=ctx.path)
-    _warn_wso2_refuses(parts, kind, shown or location, ctx)
+    _warn_wso2_refuses(parts, kind, shown or location, ctx, servers)
     return StoreConfig(
         password_origin=_vault_origin(parts, kind, ctx),
         location=ctx.base_dir / location,
@@ -1537,7 +1537,11 @@ _WSO2_NEEDS: Final = {
 
 
 def _warn_wso2_refuses(
-    parts: Mapping[str, ET.Element], kind: str, shown: str, ctx: _Context
+    parts: Mapping[str, ET.Element],
+    kind: str,
+    shown: str,
+    ctx: _Context,
+    servers: tuple[str, ...] = (),
 ) -> None:
     """Say so when WSO2 could not load what mtls loads: ClientConnFactoryBuilder calls
     ``getText()`` on ``<Type>`` and ``toCharArray()`` on the passwords without a null
@@ -1551,12 +1555,15 @@ def _warn_wso2_refuses(
     if not absent or not _first_time(ctx, key):
         return
     log.warning(
-        "%s: <%s> %s lacks %s: mtls %s, but WSO2 cannot load this profile file (a "
+        "%s: <%s> %s%s lacks %s: mtls %s, but WSO2 cannot load this profile file (a "
         "NullPointerException in ClientConnFactoryBuilder, which ssl.profile.skip.failures "
         "does not skip): add %s",
         ctx.path,
         kind,
         shown,
+        f" of the profile for {', '.join(servers[:3])}{' ...' if len(servers) > 3 else ''}"
+        if servers
+        else "",
         " and ".join(f"<{name}>" for name, _ in absent),
         " and ".join(ours for _, ours in absent),
         "it" if len(absent) == 1 else "them",

@@ -393,8 +393,8 @@ def _revocation_report(tls: ssl.SSLSocket, report: Report, timeout: float) -> No
         report.revocation_note = (
             "reported only, soft-fail: a revoked certificate fails the probe"
             + (
-                "; the profile set does not enforce revocation (revocation=), so the gateway "
-                "would connect"
+                "; the profile set enforces no revocation policy (its revocation= is not "
+                "set), so it would connect"
                 if setup.matched in ("profile", "catch-all", "default")
                 else ""
             )

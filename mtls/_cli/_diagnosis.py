@@ -56,6 +56,12 @@ _EXPIRED = 10
 _NOT_YET_VALID = 9
 _HOSTNAME = {62, 64}  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
 _INVALID_PURPOSE = 26
+# EE_KEY_TOO_SMALL, CA_KEY_TOO_SMALL, CA_MD_TOO_WEAK: under OpenSSL's security level.
+_TOO_WEAK = {
+    66: "the server's own key",
+    67: "a CA key of its chain",
+    68: "a signature in its chain",
+}
 
 # Alerts a server sends about the client's certificate.
 _CERT_ALERTS = {
@@ -167,6 +173,7 @@ class Failure:
     kind: str
     message: str
     alert: str | None = None  # the TLS alert the server sent, when it sent one
+    verify_code: int | None = None  # OpenSSL's X509_V_ERR_* of a refused server chain
 
 
 @dataclass(slots=True)
@@ -680,10 +687,13 @@ def _advice_unsupported(setup: Setup) -> str:
 
 
 def _advice_denied(setup: Setup) -> str:
-    # Not proof that it was verified: GnuTLS answers every failed verification so.
+    # Not proof that it was verified: GnuTLS answers every failed verification so, a
+    # certificate its CRL revokes included (h245: the advice was to import the CA the
+    # backend already trusted).
     return (
         "either the backend could not verify it (GnuTLS-based servers say 'access denied' "
-        f"for any failed verification: {_advice_trust(setup)}), or it verified it and its "
+        f"for any failed verification: {_advice_trust(setup)}; or {_advice_revoked(setup)}, "
+        "if the backend checks its CRL), or it verified it and its "
         "authorisation (an allow-list of subjects) denies this identity: ask its owners "
         f"to allow {setup.client_subject}"
     )
@@ -744,6 +754,25 @@ def classify_handshake(
                 "server_cert_invalid",
                 f"the server's certificate is not for TLS servers ({message}): its extended "
                 "key usage lacks serverAuth",
+            )
+        if code in _TOO_WEAK:
+            # SHA-1 or an RSA 1024 key from a private CA: Java's defaults take both
+            # (h245), so the gateway connects where this probe and a profile set do not.
+            what = (
+                "signed with SHA-1 or MD5"
+                if code == 68
+                else "an RSA or DSA key under 2048 bits, or an EC curve under 224"
+            )
+            return Failure(
+                "server_cert_invalid",
+                f"the server's certificate failed: {message} ({_TOO_WEAK[code]}: {what}): "
+                "OpenSSL's security level refuses it, in this probe and in a profile set's "
+                "contexts alike, where Java's defaults (a WSO2 gateway) take it from a "
+                "private CA: the backend should have it reissued ("
+                + ("SHA-256" if code == 68 else "RSA 2048 or EC P-256")
+                + "), or a context that must reach it meanwhile lower its level "
+                "(ciphers='DEFAULT:@SECLEVEL=1')",
+                verify_code=code,
             )
         return Failure("server_cert_invalid", f"the server's certificate failed: {message}")
     if isinstance(exc, ssl.SSLError):
@@ -924,6 +953,17 @@ def explain_from_chain(report: Report) -> None:
         )
     elif failure.kind in ("server_cert_expired", "server_cert_not_yet_valid"):
         report.failure = Failure(failure.kind, _dates_advice(report, failure))
+    elif failure.verify_code in (66, 67):
+        # Which certificate's key, from the chain fetched after the failure.
+        weak = [
+            f"[{index}] {info.get('subject')} ({info.get('key')})"
+            for index, info in enumerate(report.chain)
+            if _weak_key(str(info.get("key") or "")) and (index == 0) == (failure.verify_code == 66)
+        ]
+        if weak:
+            report.failure = dataclasses.replace(
+                failure, message=f"{failure.message}; the key of {', '.join(weak)}"
+            )
     elif failure.kind == "server_not_trusted":
         # The CA to trust: the issuer of the last certificate the server sent (itself,
         # when that one is self-signed).
@@ -956,6 +996,16 @@ def explain_from_chain(report: Report) -> None:
             else:
                 fix = f"its chain ends at {ca}: {fix}"
             report.failure = Failure(failure.kind, failure.message[: -len(old_fix)] + fix)
+
+
+def _weak_key(text: str) -> bool:
+    """Whether a key as :func:`key_description` words it ("RSA 1024", "EC secp192r1")
+    is under OpenSSL's security level 2 (RSA and DSA under 2048 bits, EC under 224)."""
+    kind, _, size = text.partition(" ")
+    if kind in ("RSA", "DSA") and size.isdigit():
+        return int(size) < 2048
+    bits = re.search(r"(\d{3})", size)
+    return kind == "EC" and bits is not None and int(bits.group(1)) < 224
 
 
 def _anchor_named(anchors: tuple[bytes, ...] | None, name: str, top_sha256: object) -> bool:

@@ -428,7 +428,7 @@ def _client_auth_not_enforced(report: Report) -> Failure | None:
             "client_auth_not_enforced",
             "the server let us in without asking for a client certificate: it does not "
             "enforce mutual TLS (set the backend to require one: Java's needClientAuth, "
-            "nginx's ssl_verify_client on, openssl s_server -Verify)",
+            "nginx's ssl_verify_client on, openssl s_server -Verify 1 -verify_return_error)",
         )
     if not report.sent_certificate:
         return Failure(
@@ -484,7 +484,7 @@ def _lets_in_anyone(report: Report, timeout: float) -> Failure | None:
         "client_auth_not_enforced",
         "the server also let in a self-signed certificate no CA issued (made for this "
         "check): it asks for a client certificate and verifies none (nginx's "
-        "ssl_verify_client optional_no_ca, openssl s_server -verify without "
+        "ssl_verify_client optional_no_ca, openssl s_server -verify or -Verify without "
         "-verify_return_error): require one it trusts",
     )
 

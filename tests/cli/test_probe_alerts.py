@@ -753,7 +753,9 @@ _GNUTLS = shutil.which("gnutls-serv")
 needs_gnutls = pytest.mark.skipif(_GNUTLS is None, reason="no gnutls-serv (apt: gnutls-bin)")
 
 
-def gnutls_server(files: dict[str, Path], version: str) -> contextlib.AbstractContextManager[int]:
+def gnutls_server(
+    files: dict[str, Path], version: str, *extra: str
+) -> contextlib.AbstractContextManager[int]:
     """``gnutls-serv`` demanding and verifying a client certificate, one TLS version."""
     assert _GNUTLS is not None
     gnutls = _GNUTLS
@@ -763,7 +765,7 @@ def gnutls_server(files: dict[str, Path], version: str) -> contextlib.AbstractCo
             gnutls, "--http", "-p", str(port), "--x509certfile", str(files["server_cert"]),
             "--x509keyfile", str(files["server_key"]), "--x509cafile", str(files["ca"]),
             "--require-client-cert", "--verify-client-cert",
-            "--priority", f"NORMAL:-VERS-ALL:+VERS-TLS{version}",
+            "--priority", f"NORMAL:-VERS-ALL:+VERS-TLS{version}", *extra,
         ]  # fmt: skip
 
     return peer_server(command)
@@ -808,6 +810,27 @@ def test_gnutls_serv_access_denied_is_not_called_an_authorisation_refusal(
     got, message = refusal(report)
     assert got == "access denied"
     assert "could not verify it" in message and "does not trust its issuer CN=other CA" in message
+
+
+@needs_gnutls
+def test_gnutls_serv_access_denied_for_a_revoked_certificate_names_revocation(
+    ca, s_server_files, trust, tmp_path, capsys
+):
+    """gnutls-serv checking a CRL says "access denied" for a revoked certificate: the
+    advice was to import the CA it already trusted (h245); revocation is named among
+    the causes, with the serial. Twin: a certificate the CRL does not list is taken."""
+    good, bad = ca.issue_cert("gw"), ca.issue_cert("gw")
+    crl = tmp_path / "ca.crl"
+    crl.write_bytes(_crl(ca, [bad.serial_number]))
+    with gnutls_server(s_server_files, "1.3", "--x509crlfile", str(crl)) as port:
+        code, report, _ = probe(capsys, port, good, trust, tmp_path)
+        assert code == 0, report
+        code, report, _ = probe(capsys, port, bad, trust, tmp_path)
+    assert code == 1
+    got, message = refusal(report)
+    assert got == "access denied"
+    assert f"has revoked it, serial {bad.serial_number:x}" in message, message
+    assert "if the backend checks its CRL" in message
 
 
 @needs_gnutls

@@ -803,3 +803,60 @@ def test_a_certificate_request_of_any_bytes_is_read_or_unread_never_raised(data,
     for name in found or ():
         assert isinstance(_name_text(name), str)
         _canonical(name)
+
+
+@pytest.mark.openssl
+@pytest.mark.parametrize("weak", ["sha1", "rsa1024"])
+def test_a_server_certificate_under_the_security_level_is_named_with_its_fix(
+    ca, stores, capsys, tmp_path, openssl_bin, weak
+):
+    """h245: a server certificate signed with SHA-1, or with an RSA 1024 key, gave only
+    OpenSSL's "CA signature digest algorithm too weak" / "EE certificate key too weak":
+    which certificate, that Java's defaults take it (the gateway connects), and the fix
+    are said. The twin: a certificate from the same CA with SHA-256 and RSA 2048."""
+    import subprocess
+
+    key, csr, cert = tmp_path / "k.pem", tmp_path / "r.csr", tmp_path / "c.pem"
+    ca_key, ca_cert = tmp_path / "ca.key", tmp_path / "ca.pem"
+    ca_key.write_bytes(ca.private_key_pem)
+    ca_cert.write_bytes(ca.cert_pem)
+    ext = tmp_path / "ext.cnf"
+    ext.write_text("subjectAltName=DNS:localhost\n")
+
+    def make(bits: int, digest: str) -> None:
+        subprocess.run([openssl_bin, "req", "-new", "-newkey", f"rsa:{bits}", "-nodes",
+                        "-keyout", key, "-out", csr, "-subj", "/CN=localhost"],
+                       check=True, capture_output=True)  # fmt: skip
+        subprocess.run([openssl_bin, "x509", "-req", "-in", csr, "-CA", ca_cert, "-CAkey",
+                        ca_key, "-set_serial", "7", "-days", "2", f"-{digest}", "-extfile",
+                        ext, "-out", cert], check=True, capture_output=True)  # fmt: skip
+
+    def serve() -> ssl.SSLContext:
+        server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server.set_ciphers("DEFAULT:@SECLEVEL=0")
+        server.load_cert_chain(cert, key)
+        return server
+
+    def handshake(server: ssl.SSLContext):
+        def handle(conn: socket.socket) -> None:
+            with server.wrap_socket(conn, server_side=True) as tls:
+                tls.recv(1024)
+                tls.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+        return handle
+
+    make(2048, "sha256")
+    with accepting(handshake(serve())) as port:
+        code, report, _ = probe(f"https://localhost:{port}/", stores, capsys)
+    assert code == 0, report
+    make(1024, "sha256") if weak == "rsa1024" else make(2048, "sha1")
+    with accepting(handshake(serve())) as port:
+        code, report, _ = probe(f"https://localhost:{port}/", stores, capsys)
+    assert code == 1 and kind_of(report) == "server_cert_invalid", report
+    message = report["error"]["message"]
+    assert "Java's defaults (a WSO2 gateway) take it" in message
+    if weak == "sha1":
+        assert "signed with SHA-1 or MD5" in message and "reissued (SHA-256)" in message
+    else:
+        assert "the key of [0] CN=localhost (RSA 1024)" in message, message
+        assert "reissued (RSA 2048 or EC P-256)" in message

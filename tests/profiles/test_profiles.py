@@ -562,6 +562,7 @@ def test_a_store_wso2_cannot_load_loads_with_a_warning(tmp_path, pki, caplog, st
         profiles = SSLProfileSet.from_xml(xml)
     assert profiles.context_for("a.test", 443) is not None
     assert lacks in caplog.text and "NullPointerException" in caplog.text
+    assert "of the profile for a.test:443 lacks" in caplog.text  # which one (h245)
     assert PASSWORD not in caplog.text
     # Twin: the same store with every element says nothing.
     caplog.clear()
