@@ -1273,6 +1273,7 @@ class SSLProfileSet:
             expiry_warnings=self._health.thresholds,
             last_check=self._engine.last_check if self._engine is not None else None,
             crl_warnings=self._health.crl_thresholds,
+            closed=self.closed,
         )
 
     def __reduce__(self) -> tuple[object, ...]:

@@ -639,6 +639,8 @@ class ServerStatus:
             certificate out of its dates or not meant for server authentication, or
             (client certificates required) no client CA in date (``None``: none of
             these). :attr:`healthy` is false meanwhile.
+        closed: :meth:`RotatingServerContext.close` was called: the context serves
+            its last material, checked and rotated no more (not :attr:`healthy`).
     """
 
     ANCHORS_SHOWN = 3
@@ -655,11 +657,13 @@ class ServerStatus:
     last_check: _dt.datetime | None = None
 
     refused: str | None = None
+    closed: bool = False
 
     @property
     def healthy(self) -> bool:
-        """No errors, and nothing clients are refused for now (:attr:`refused`)."""
-        return not self.errors and self.refused is None
+        """No errors, nothing clients are refused for now (:attr:`refused`), and not
+        :attr:`closed` (its material is checked and rotated no more, h246)."""
+        return not self.errors and self.refused is None and not self.closed
 
     @property
     def last_error(self) -> MTLSError | None:
@@ -669,7 +673,8 @@ class ServerStatus:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready. Keys: ``generation``, ``healthy``, ``reloading``,
         ``require_client_cert``, ``checked_at``, ``last_reload``, ``last_check``, ``files``,
-        ``identity``, ``anchors``, ``last_error``, ``errors`` (messages), ``refused``."""
+        ``identity``, ``anchors``, ``last_error``, ``errors`` (messages), ``refused``,
+        ``closed``."""
         return {
             "generation": self.generation,
             "healthy": self.healthy,
@@ -684,6 +689,7 @@ class ServerStatus:
             "last_error": str(self.last_error) if self.last_error is not None else None,
             "errors": [str(e) for e in self.errors],
             "refused": self.refused,
+            "closed": self.closed,
         }
 
 
@@ -1083,9 +1089,16 @@ class RotatingServerContext:
 
     def close(self) -> None:
         """Stop the reload thread. Idempotent; the context keeps serving the last
-        material (a server still using it is not affected)."""
+        material (a server still using it is not affected); :meth:`status` says
+        ``closed``, and not healthy."""
         if self._engine is not None:
             self._engine.close()
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called (a server made without a reload thread
+        is never closed)."""
+        return self._engine is not None and self._engine.closed
 
     def __enter__(self) -> Self:
         return self
@@ -1145,6 +1158,7 @@ class RotatingServerContext:
                 else tuple(snapshot.errors)
             ),
             last_check=self._engine.last_check if self._engine is not None else None,
+            closed=self.closed,
             refused=refusal(
                 presented,
                 trusted if self._settings.require_client_cert else None,

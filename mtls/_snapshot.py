@@ -814,7 +814,11 @@ def describe_change(old: Built | None, new: Built, role: str = "client") -> str:
         return f"{item.subject} (until {expiry}{serial})"
 
     before, after = who(old), who(new)
-    if old is None or before != after:
+    if old is None:
+        # A profile the file adds, or one that did not load before (h246: "no client
+        # certificate -> ..." said of a profile that had none in service at all).
+        return f"{new.profile}: now {after}"
+    if before != after:
         return f"{new.profile}: {before} -> {after}"
     previous = set(old.files)
     moved = sorted(
@@ -1058,6 +1062,14 @@ class ProfilesPlan:
                 prev_default is None or default.context is not prev_default.context
             ):
                 changed = True
+                if default.error is None and default is not old.default:
+                    # Said as a profile's is (h246: the default, which serves every
+                    # host no profile names, rotated without a line at INFO).
+                    log.info(
+                        "%s: reloaded the default, %s",
+                        self.where,
+                        self._change(prev_default, default),
+                    )
             if isinstance(default, Failed) != isinstance(old.default, Failed):
                 changed = True
         live = self._live(materials, default)

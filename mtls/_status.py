@@ -268,6 +268,9 @@ class ProfileSetStatus:
         expiry_warnings: the expiry thresholds the set warns at, widest first.
         crl_warnings: the thresholds it warns at before a CRL's ``nextUpdate``;
             ``None``: each list's own (half-way from when its next list is due).
+        closed: :meth:`SSLProfileSet.close` was called: its contexts are still
+            handed out, and nothing is checked or rotated any more (not
+            :attr:`healthy`).
     """
 
     ANCHORS_SHOWN = 3
@@ -287,13 +290,16 @@ class ProfileSetStatus:
     expiry_warnings: tuple[_dt.timedelta, ...] = ()
     last_check: _dt.datetime | None = None
     crl_warnings: tuple[_dt.timedelta, ...] | None = None
+    closed: bool = False
 
     @property
     def healthy(self) -> bool:
         """No errors, and no profile (or default) whose handshakes peers refuse now
         (:attr:`ProfileStatus.refused`: a client certificate expired, no anchor in
-        date): what a health endpoint should report."""
-        if self.errors:
+        date), and the set not closed (:attr:`closed`: it is checked no more, and a
+        health endpoint stayed green for a set that would never rotate again, h246):
+        what a health endpoint should report."""
+        if self.errors or self.closed:
             return False
         every = (*self.profiles, *((self.default,) if self.default is not None else ()))
         return all(entry.refused is None for entry in every)
@@ -305,7 +311,8 @@ class ProfileSetStatus:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready. Keys: ``generation``, ``healthy``, ``reloading``, ``path``,
-        ``hostname_verifier``, ``checked_at``, ``last_reload``, ``last_check``, ``last_error``,
+        ``closed``, ``hostname_verifier``, ``checked_at``, ``last_reload``, ``last_check``,
+        ``last_error``,
         ``errors``, ``config_error``, ``default`` and ``profiles`` (each as
         :meth:`ProfileStatus.to_dict`), ``reloads`` (:meth:`ReloadCounts.to_dict`),
         ``revocation_checks`` (result -> count), ``expiry_warnings`` (seconds) and
@@ -314,6 +321,7 @@ class ProfileSetStatus:
             "generation": self.generation,
             "healthy": self.healthy,
             "reloading": self.reloading,
+            "closed": self.closed,
             "path": displayable(self.path) if self.path is not None else None,
             "hostname_verifier": self.hostname_verifier,
             "checked_at": self.checked_at.isoformat(),

@@ -371,6 +371,21 @@ def test_status_is_typed_frozen_and_json_ready(setup, ca):
     assert {"last_good_load", "error", "identity", "anchors", "revocation"} <= set(row)
     assert row["identity"]["serial"] == f"{loaded.identity.serial:x}"
     assert PASSWORD not in json.dumps(shown)
+    assert shown["closed"] is False
+
+
+def test_a_closed_set_is_not_healthy(setup):
+    """h246: after close() the set stayed healthy for good, though nothing is checked or
+    rotated any more; it still hands out its contexts. Twin: open, it is healthy."""
+    xml, keystore, trust = setup
+    xml.write_text(profile_xml(profile("backend.test:8443", keystore, trust)))
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    assert profiles.status().healthy and not profiles.status().closed
+    profiles.close()
+    status = profiles.status()
+    assert status.closed and not status.healthy and status.to_dict()["closed"] is True
+    assert status.errors == ()  # nothing went wrong: it is closed
+    assert profiles.context_for("backend.test", 8443) is not None
 
 
 def test_errors_name_their_profile_in_one_place_and_keep_the_reason(setup):

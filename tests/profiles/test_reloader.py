@@ -1320,7 +1320,7 @@ def test_default_context_is_returned_when_nothing_matches(setup):
     assert profiles.context_for("unlisted.test", 443) is default
 
 
-def test_default_profile_rotates_like_the_others(tmp_path, ca, backend):
+def test_default_profile_rotates_like_the_others(tmp_path, ca, backend, caplog):
     keystore = tmp_path / "default.jks"
     keystore.write_bytes(jks(ca, "default-1"))
     trust = tmp_path / "trust.jks"
@@ -1337,12 +1337,43 @@ def test_default_profile_rotates_like_the_others(tmp_path, ca, backend):
     profiles = SSLProfileSet.from_xml(xml, default=default, settle_delay=0)
     assert cn_seen(profiles, backend.port) == "default-1"  # localhost: no profile, the default
     replace_atomically(keystore, jks(ca, "default-2"))
-    assert profiles.reload() is True
+    with caplog.at_level(logging.INFO, logger="mtls"):
+        assert profiles.reload() is True
     assert cn_seen(profiles, backend.port) == "default-2"
+    # Said at INFO as a profile's rotation is (h246: the default's said nothing).
+    [said] = [r.getMessage() for r in caplog.records if "reloaded the default" in r.getMessage()]
+    assert "CN=default-1" in said and "-> CN=default-2" in said, said
     assert (
         profiles.status().to_dict()["default"]["subject"].endswith("CN=default-2")
         or "default-2" in profiles.status().to_dict()["default"]["subject"]
     )
+
+
+def test_a_profile_the_file_adds_is_said_to_be_new_not_to_replace_nothing(tmp_path, ca, caplog):
+    """h246: a profile added (or restored) was logged "no client certificate -> CN=...",
+    as if a profile had been in service without one. Twin: a rotation keeps "a -> b"."""
+    keystore, trust = tmp_path / "a.jks", tmp_path / "trust.jks"
+    keystore.write_bytes(jks(ca, "gw-1"))
+    ca.write_truststore(trust, PASSWORD)
+    xml = tmp_path / "p.xml"
+    xml.write_text(profile_xml(profile("one.test:443", keystore, trust)))
+    with SSLProfileSet.from_xml(xml, settle_delay=0, reload_interval=None) as profiles:
+        xml.write_text(
+            profile_xml(
+                profile("one.test:443", keystore, trust), profile("two.test:443", keystore, trust)
+            )
+        )
+        with caplog.at_level(logging.INFO, logger="mtls"):
+            assert profiles.reload() is True
+        said = [r.getMessage() for r in caplog.records if "reloaded" in r.getMessage()]
+        assert any("profile two.test:443: now CN=gw-1" in line for line in said), said
+        assert not any("no client certificate ->" in line for line in said), said
+        caplog.clear()
+        replace_atomically(keystore, jks(ca, "gw-2"))
+        with caplog.at_level(logging.INFO, logger="mtls"):
+            assert profiles.reload() is True
+        said = [r.getMessage() for r in caplog.records if "reloaded" in r.getMessage()]
+        assert any("CN=gw-1" in line and "-> CN=gw-2" in line for line in said), said
 
 
 def test_bad_arguments_and_missing_profile_file(tmp_path, setup):

@@ -931,9 +931,13 @@ def test_the_thread_reloads_and_close_stops_it(estate: Estate) -> None:
     estate.write_identity(estate.server_ca, name="second")
     wait_for(lambda: server.generation == 1)
     wait_for(lambda: seen == [(0, 1)])  # delivered on the notification thread
+    assert server.status().healthy and not server.closed
     server.close()
     server.close()  # idempotent
     assert not server.reloading
+    # Its status says so, and not healthy (h246: it stayed green for good).
+    assert server.closed and server.status().closed and not server.status().healthy
+    assert server.status().to_dict()["closed"] is True
     wait_for(lambda: "mtls-server-backend.jks" not in {t.name for t in threading.enumerate()})
     estate.write_identity(estate.server_ca, name="third")
     assert server.reload() is False and server.generation == 1  # closed: nothing more
