@@ -11,7 +11,8 @@ import contextlib
 import socket
 import ssl
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from .. import _x509
 from .._errors import MTLSError, RevocationError
@@ -419,33 +420,52 @@ _H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x
 _H2_SETTINGS = 0x04
 
 
+_T = TypeVar("_T")
+
+
+def _once_more(
+    report: Report,
+    context: ssl.SSLContext,
+    timeout: float,
+    talk: Callable[[ssl.SSLSocket], _T | None],
+) -> _T | None:
+    """One more connection to the target with ``context``, to tell a close apart (the
+    retries over h2 and without a certificate): what ``talk`` makes of it, or ``None``
+    when the connection or the handshake fails."""
+    raw, _ = _connect(report.target, timeout)
+    if raw is None:
+        return None
+    with raw:
+        try:
+            tls = context.wrap_socket(raw, server_hostname=report.target.name)
+        except (ssl.SSLError, OSError, ValueError, MTLSError):  # a revocation check's too
+            return None
+        with tls:
+            return talk(tls)
+
+
 def _ask_over_h2(report: Report, timeout: float) -> None:
     """A server that closed our HTTP/1.1 connection unanswered after a TLS 1.3
     handshake looks like one refusing our certificate. An HTTP/2-only server (gRPC
     closes a connection that did not negotiate ALPN "h2") does the same: connect again
     offering only h2; a server that answers our preface with its SETTINGS accepted us."""
-    setup, target = report.setup, report.target
+    setup = report.setup
     context = setup.h2() if setup.h2 is not None else None
     if context is None:
         return
-    raw, _ = _connect(target, timeout)
-    if raw is None:
-        return
-    with raw:
+
+    def opening(tls: ssl.SSLSocket) -> bytes | None:
+        if tls.selected_alpn_protocol() != "h2":
+            return None
         try:
-            tls = context.wrap_socket(raw, server_hostname=target.name)
-        except (ssl.SSLError, OSError, ValueError, MTLSError):  # a revocation check's too
-            return
-        with tls:
-            if tls.selected_alpn_protocol() != "h2":
-                return
-            try:
-                tls.settimeout(timeout)
-                tls.sendall(_H2_PREFACE)
-                head = tls.recv(9)
-            except (ssl.SSLError, OSError, ValueError):
-                return  # refused over h2 too (an alert, a close): the diagnosis stands
-    if len(head) < 4 or head[3] != _H2_SETTINGS:
+            tls.settimeout(timeout)
+            tls.sendall(_H2_PREFACE)
+            return tls.recv(9)
+        except (ssl.SSLError, OSError, ValueError):
+            return None  # refused over h2 too (an alert, a close): the diagnosis stands
+
+    head = _once_more(report, context, timeout, opening)
+    if head is None or len(head) < 4 or head[3] != _H2_SETTINGS:
         return
     report.failure = None
     report.accepted = True
@@ -473,27 +493,21 @@ def _ask_without_certificate(report: Report, timeout: float) -> None:
         return
     if not setup.client_subject:
         return
-    raw, _ = _connect(target, timeout)
-    if raw is None:
-        return
-    with raw:
+
+    def alert(tls: ssl.SSLSocket) -> str | None:
+        if tls.version() != "TLSv1.3":
+            return None
         try:
-            tls = setup.insecure().wrap_socket(raw, server_hostname=target.name)
-        except (ssl.SSLError, OSError, ValueError):
-            return
-        with tls:
-            if tls.version() != "TLSv1.3":
-                return
-            try:
-                _request(tls, target, timeout)
-            except ssl.SSLError as exc:
-                if not refuses_with_alert(exc):
-                    return
-                said = _alert_text(exc)
-            except (OSError, EOFError):
-                return
-            else:
-                return  # an answer, or the same close: nothing told apart
+            _request(tls, target, timeout)
+        except ssl.SSLError as exc:
+            return _alert_text(exc) if refuses_with_alert(exc) else None
+        except (OSError, EOFError):
+            return None
+        return None  # an answer, or the same close: nothing told apart
+
+    said = _once_more(report, setup.insecure(), timeout, alert)
+    if said is None:
+        return
     report.failure = None
     report.accepted = True
     report.notes.append(
