@@ -207,12 +207,17 @@ def unnameable(path: str | os.PathLike[str], exc: ValueError) -> InputRefused:
 
 
 def _too_big(path: str | os.PathLike[str], limit: int) -> InputRefused:
-    return InputRefused(
+    refused = InputRefused(
         errno.EFBIG,
-        f"larger than {limit // (1024 * 1024)} MiB, the limit for input files (no store "
-        "or profile file is this large: split a CA bundle, or remove what it repeats)",
+        f"larger than {limit // (1024 * 1024)} MiB, the limit for input files",
         os.fspath(path),
     )
+    # Not "check the path and its permissions" (h246: said of a 200 MB profile file).
+    refused.fix = (
+        "no store or profile file is this large: check that the path names the file "
+        "meant; split a CA bundle, or remove what it repeats"
+    )
+    return refused
 
 
 _NAME_MAX = 255  # bytes in one path component (Linux, macOS, and most file systems)

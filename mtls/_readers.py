@@ -344,6 +344,10 @@ def open_error(
     fix = setting or (
         "the path" if os.path.isabs(path) else f"the path (relative paths start from {os.getcwd()})"
     )
+    if isinstance(exc, InputRefused) and exc.errno == errno.EFBIG:
+        # Over the size limit: a limit on what a store may be, refused as the others
+        # are (docs/security.md, "Limits").
+        return KeystoreFormatError(f"{shown}: {exc.strerror}: {exc.fix}", path=path)
     elsewhere = cannot_read_fix(exc, path)
     if elsewhere is not None:  # not the path: the process, or a link's target
         if isinstance(exc, FileNotFoundError):
@@ -369,11 +373,8 @@ def open_error(
         return KeystoreError(
             f"{shown} is a directory, not a {role or 'store'}: check {fix}", path=path
         )
-    if isinstance(exc, InputRefused):
-        # Over the size limit: a limit on what a store may be, refused as the others
-        # are (docs/security.md, "Limits"). A device or pipe: not a file to read at all.
-        refused = KeystoreFormatError if exc.errno == errno.EFBIG else KeystoreError
-        return refused(f"{shown}: {exc.strerror}", path=path)
+    if isinstance(exc, InputRefused):  # a device or pipe: not a file to read at all
+        return KeystoreError(f"{shown}: {exc.strerror}", path=path)
     # The fix follows the reason: "permissions" only where they are the cause.
     if exc.errno == errno.ELOOP:
         check = "where its symbolic links point (they form a loop)"

@@ -30,8 +30,29 @@ def test_a_file_of_exactly_the_limit_is_read(tmp_path: Path) -> None:
 def test_one_byte_over_the_limit_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "f"
     path.write_bytes(b"x" * 101)
-    with pytest.raises(InputRefused, match=r"limit for input files .*split a CA bundle"):
+    with pytest.raises(InputRefused, match=r"limit for input files") as refused:
         read_input(path, limit=100)
+    assert refused.value.fix is not None and "split a CA bundle" in refused.value.fix
+
+
+def test_a_profile_file_over_the_limit_is_not_blamed_on_its_permissions(tmp_path: Path) -> None:
+    """h246: a 200 MB profile file was refused with "check the path and its
+    permissions". Twin: an unreadable one is still told to check them."""
+    from mtls._files import MAX_INPUT_BYTES
+
+    huge = tmp_path / "sslprofiles.xml"
+    with open(huge, "wb") as fh:
+        fh.truncate(MAX_INPUT_BYTES + 1)  # sparse
+    with pytest.raises(mtls.ProfileConfigError) as caught:
+        mtls.SSLProfileSet.from_xml(huge)
+    assert "the limit for input files" in str(caught.value)
+    assert "check that the path names the file meant" in str(caught.value)
+    assert "permissions" not in str(caught.value)
+    if os.geteuid() != 0:  # root reads a chmod 000 file
+        huge.write_text("<sslprofiles/>")
+        huge.chmod(0)
+        with pytest.raises(mtls.ProfileConfigError, match="permissions"):
+            mtls.SSLProfileSet.from_xml(huge)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="procfs")
