@@ -354,6 +354,12 @@ class _Answer:
     valid_until: _dt.datetime
     reason: str | None = None
     revoked_at: _dt.datetime | None = None
+    #: Said among the status's ``why``: an answer from a list kept because its source
+    #: could not be reached (then kept for ``retry_failed_after`` at most).
+    note: str | None = None
+    #: Until when the answer is current by its own dates, where ``valid_until`` is
+    #: cut shorter (a list's: cache_delay after its download); ``None``: the same.
+    current: _dt.datetime | None = None
 
 
 def _live_now() -> Callable[[tuple[float, CertificateStatus]], bool]:
@@ -386,10 +392,25 @@ class RevocationChecker:
         self._lock = threading.Lock()
         self._cache: collections.OrderedDict[tuple[str, int], tuple[float, CertificateStatus]]
         self._cache = collections.OrderedDict()
+        # (URL, issuer) -> (fresh until (monotonic), downloaded at (UTC), the list): used
+        # as it is while fresh (cache_delay at most), and kept until its own nextUpdate
+        # to answer when the distribution point cannot (docs/health.md, h247).
         self._crls: collections.OrderedDict[
-            tuple[str, bytes], tuple[float, x509.CertificateRevocationList]
+            tuple[str, bytes], tuple[float, _dt.datetime, x509.CertificateRevocationList]
         ]
         self._crls = collections.OrderedDict()
+        # The last answer each source gave for a certificate, (kind, URL, status key) ->
+        # (answer, obtained at): when the source cannot answer again, one still current
+        # (before its own nextUpdate) stands, asked again after retry_failed_after
+        # (h247: a status verified revoked was forgotten after cache_delay, and
+        # soft-fail let the certificate in while its responder was down).
+        self._answers: collections.OrderedDict[
+            tuple[str, str, tuple[str, int]], tuple[_Answer, _dt.datetime]
+        ] = collections.OrderedDict()
+        # Certificates found revoked, not on hold: a revocation is final, and a
+        # certificate whose sources all fail later is still refused (bounded).
+        self._revoked: collections.OrderedDict[tuple[str, int], CertificateStatus]
+        self._revoked = collections.OrderedDict()
         self._gates: dict[tuple[str, int], _Flight] = {}
         # Whether this thread's last source asked went to the network (a CRL already
         # downloaded answers without: it spends none of the check's budget).
@@ -701,6 +722,8 @@ class RevocationChecker:
         with self._lock:
             self._cache.clear()
             self._crls.clear()
+            self._answers.clear()
+            self._revoked.clear()
             self._failed.clear()
             self._hosts.clear()
             self._by_host.clear()
@@ -950,11 +973,17 @@ class RevocationChecker:
         ]
         incomplete = False
         retry_at = now + _dt.timedelta(seconds=policy.retry_failed_after)
+        # A source that gives no answer now may have given one that is still current:
+        # the first such answers when no source gives a fresh one (never before one
+        # that may: h247 in review, an OCSP "good" kept stood where the CRL revoked it).
+        fallback: _Answer | None = None
         for kind, ask, url in sources:  # OCSP first, then the CRLs, the first answer wins
-            lately = self._failed_lately((kind, url, key))
+            source = (kind, url, key)
+            lately = self._failed_lately(source)
             if lately is not None:
                 retry_at = min(retry_at, lately[1])
                 why.append(f"{kind} {lately[2]} (not asked again until {_shown_time(lately[1])})")
+                fallback = fallback or self._kept_answer(source, now, why)
                 continue
             # What is left of the check's budget (a CRL already downloaded still
             # answers when none is: only fetches need time).
@@ -963,7 +992,6 @@ class RevocationChecker:
             self._fetching.made = False
             try:
                 answer = ask(cert, issuer, url, now, left)
-                break
             except _NotAsked as exc:
                 why.append(f"{kind} {exc}")
                 incomplete = True
@@ -988,9 +1016,21 @@ class RevocationChecker:
                 malformed = f"{url}: a malformed answer ({_x509.parse_error_text(str(exc))})"
                 why.append(f"{kind} {malformed}")
                 self._remember_failed((kind, url, key), malformed)
+            else:
+                if answer.note is None:
+                    self._remember_answer(source, answer, now)
+                    break
+                # From a list its distribution point did not renew: a fallback too.
+                why.append(f"{kind} {answer.note}")
+                fallback, answer = fallback or answer, None
+                continue
             finally:
                 if self._fetching.made:
                     deadline.asked = True
+            fallback = fallback or self._kept_answer(source, now, why)
+        kept = answer is None and fallback is not None
+        if kept:
+            answer = fallback
         if not why and answer is None:
             names = [
                 n
@@ -1003,6 +1043,26 @@ class RevocationChecker:
             )
         subject, serial = cert.subject.rfc4514_string(), cert.serial_number
         issued_by = issuer.subject.rfc4514_string()
+        with self._lock:
+            revoked = self._revoked.get(key)
+        # A kept answer never outweighs a revocation found since (an OCSP "good" kept
+        # from before the list that revoked it); a fresh one does: its CA's word.
+        if revoked is not None and (answer is None or (kept and answer.status == "good")):
+            # No source answers now, and this certificate was found revoked: a
+            # revocation is final (h247: soft-fail let it in once its answer left
+            # the cache and its responder was down).
+            assert revoked.checked_at is not None
+            return dataclasses.replace(
+                revoked,
+                why=(
+                    *why,
+                    f"no source answers now; found revoked on "
+                    f"{_shown_time(revoked.checked_at)} ({revoked.source}), and a "
+                    "revocation is final",
+                ),
+                checked_at=now,
+                valid_until=now if incomplete else retry_at,
+            )
         if answer is None:
             return CertificateStatus(
                 subject=subject,
@@ -1014,7 +1074,9 @@ class RevocationChecker:
                 valid_until=now if incomplete else retry_at,
             )
         longest = now + _dt.timedelta(seconds=policy.cache_delay)
-        return CertificateStatus(
+        # An answer kept because its source did not answer now is asked for again as a
+        # failed source is, not kept for cache_delay.
+        status = CertificateStatus(
             subject=subject,
             serial=serial,
             issuer=issued_by,
@@ -1024,8 +1086,47 @@ class RevocationChecker:
             reason=answer.reason,
             revoked_at=answer.revoked_at,
             why=tuple(why),
-            valid_until=min(answer.valid_until, longest),
+            valid_until=min(answer.valid_until, longest, *((retry_at,) if kept else ())),
         )
+        with self._lock:
+            if status.status == "revoked" and status.reason != "certificateHold":
+                self._revoked[key] = status
+                self._revoked.move_to_end(key)
+                while len(self._revoked) > policy.cache_size:
+                    self._revoked.popitem(last=False)
+            elif status.status == "good":
+                self._revoked.pop(key, None)  # its CA says so now, in a fresh answer
+        return status
+
+    def _remember_answer(
+        self, source: tuple[str, str, tuple[str, int]], answer: _Answer, now: _dt.datetime
+    ) -> None:
+        """Keep what ``source`` answered (bounded as the status cache is)."""
+        with self._lock:
+            self._answers[source] = (answer, now)
+            self._answers.move_to_end(source)
+            while len(self._answers) > self.policy.cache_size:
+                self._answers.popitem(last=False)
+
+    def _kept_answer(
+        self, source: tuple[str, str, tuple[str, int]], now: _dt.datetime, why: list[str]
+    ) -> _Answer | None:
+        """The last answer ``source`` gave, when it is still current (before its own
+        nextUpdate), said among ``why``; else ``None``."""
+        with self._lock:
+            hit = self._answers.get(source)
+            if hit is not None and (hit[0].current or hit[0].valid_until) <= now:
+                del self._answers[source]
+                hit = None
+        if hit is None:
+            return None
+        answer, obtained = hit
+        until = answer.current or answer.valid_until
+        why.append(
+            f"{source[0]} {source[1]}: its last answer ({answer.status}, obtained "
+            f"{_shown_time(obtained)}, current until {_shown_time(until)}) stands"
+        )
+        return dataclasses.replace(answer, valid_until=until)
 
     def _failed_lately(
         self, source: tuple[str, str, tuple[str, int]]
@@ -1110,7 +1211,7 @@ class RevocationChecker:
         now: _dt.datetime,
         timeout: float,
     ) -> _Answer:
-        crl = self._download_crl(url, issuer, now, timeout)
+        crl, fetched, note = self._download_crl(url, issuer, now, timeout)
         out_of_scope = crl_scope(crl, cert)
         if out_of_scope is not None:
             raise FetchError(f"{url}: {out_of_scope}")
@@ -1118,11 +1219,15 @@ class RevocationChecker:
         stale = why_stale(crl_this_update(crl), next_update, now, "CRL")
         if stale is not None:
             raise FetchError(f"{url}: {stale}")  # as Java's checker: no answer
-        until = current_until(crl_this_update(crl), next_update, now, self.policy.cache_delay)
+        current = current_until(crl_this_update(crl), next_update, now, self.policy.cache_delay)
+        # A status from a list downloaded a while ago is kept until cache_delay after
+        # the download, not after this check (h247: a revocation went unseen for
+        # almost twice cache_delay).
+        until = min(current, fetched + _dt.timedelta(seconds=self.policy.cache_delay))
         source = f"CRL {url}"
         entry = listed(crl, cert.serial_number)
         if entry is None:
-            return _Answer("good", source, until)
+            return _Answer("good", source, until, note=note, current=current)
         try:
             reason_ext = next(
                 (e.value for e in entry.extensions if isinstance(e.value, x509.CRLReason)), None
@@ -1137,25 +1242,53 @@ class RevocationChecker:
             until,
             reason=reason_ext.reason.value if reason_ext is not None else None,
             revoked_at=crl_revoked_on(entry),
+            note=note,
+            current=current,
         )
 
     def _download_crl(
         self, url: str, issuer: x509.Certificate, now: _dt.datetime, timeout: float
-    ) -> x509.CertificateRevocationList:
-        crl: x509.CertificateRevocationList | None
+    ) -> tuple[x509.CertificateRevocationList, _dt.datetime, str | None]:
+        """The list at ``url`` for ``issuer``, when it was downloaded, and why a kept
+        list answers when the distribution point could not be asked (else ``None``)."""
         # Keyed by (URL, issuer): two CAs may name one URL, and a list cached for one
         # must never answer for the other (its signer was checked against one issuer).
         key = (url, issuer.public_bytes(serialization.Encoding.DER))
         with self._lock:
             hit = self._crls.get(key)
-            if hit is not None and hit[0] > time.monotonic():
+            if hit is not None:
                 self._crls.move_to_end(key)
-                crl = hit[1]
-            else:
-                crl = None
-        if crl is not None:
-            check_crl(crl, issuer, url)  # its dates are judged by the caller, at each use
-            return crl
+        if hit is not None and hit[0] > time.monotonic():
+            check_crl(hit[2], issuer, url)  # its dates are judged by the caller, at each use
+            return hit[2], hit[1], None
+        try:
+            return self._downloaded(url, issuer, key, now, timeout)
+        except FetchError as exc:
+            kept = hit[2] if hit is not None else None
+            if kept is None or why_stale(crl_this_update(kept), crl_next_update(kept), now, "CRL"):
+                raise
+            # The list downloaded before is still current (before its nextUpdate): it
+            # answers, as docs/health.md says; asked for again after retry_failed_after.
+            assert hit is not None
+            check_crl(kept, issuer, url)
+            return (
+                kept,
+                hit[1],
+                (
+                    f"{exc}; the list downloaded on {_shown_time(hit[1])}, current until its "
+                    "nextUpdate, answers"
+                ),
+            )
+
+    def _downloaded(
+        self,
+        url: str,
+        issuer: x509.Certificate,
+        key: tuple[str, bytes],
+        now: _dt.datetime,
+        timeout: float,
+    ) -> tuple[x509.CertificateRevocationList, _dt.datetime, None]:
+        """Download the list at ``url`` for ``issuer``, check it, and keep it."""
         data = self._fetch(url, None, MAX_CRL_BYTES, timeout)
         try:
             crls = list(CRLSet.from_bytes(data, path=url))
@@ -1186,11 +1319,13 @@ class RevocationChecker:
                 - now
             ).total_seconds(),
         )
+        fetched = _now()
         with self._lock:
-            self._crls[key] = (time.monotonic() + keep, crl)
+            self._crls[key] = (time.monotonic() + keep, fetched, crl)
+            self._crls.move_to_end(key)
             while len(self._crls) > _CRL_CACHE_SIZE:
                 self._crls.popitem(last=False)
-        return crl
+        return crl, fetched, None
 
 
 _CRL_CACHE_SIZE = 64  # downloaded CRLs kept (each up to MAX_CRL_BYTES)

@@ -1,0 +1,211 @@
+"""An answer verified once is not forgotten while it is current (h247).
+
+A status verified revoked was dropped after ``cache_delay``, and when its responder
+could not be reached then, soft-fail let the certificate in; a CRL downloaded and
+still current (before its nextUpdate) was dropped the same way, though the docs say
+it still answers; and a status answered from a list downloaded a while ago was kept
+``cache_delay`` from the check, not from the download. A real OCSP responder and
+CRL distribution point (``mtls.testing.RevocationServer``) over loopback, taken down
+with HTTP 503; every case with its twin.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Iterator
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+
+import mtls
+from mtls import CertificateRevokedError, RevocationPolicy, RevocationUnknownError
+from mtls._fetch import FetchError
+from mtls.testing import CA, IssuedIdentity, MTLSServer, RevocationServer
+from tests._helpers import PASSWORD, whoami, write_identity, write_trust
+
+# Every check asks its sources again: what a check does once cache_delay has passed.
+AT_ONCE = {"cache_delay": 1e-6, "retry_failed_after": 1e-6, "timeout": 5.0}
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[CA, RevocationServer]]:
+    with RevocationServer() as responder:
+        ca = CA(name="kept answers CA", ocsp_url=responder.ocsp_url, crl_url=responder.crl_url)
+        responder.serve(ca)
+        yield ca, responder
+
+
+def _check(
+    checker: mtls.RevocationChecker, leaf: IssuedIdentity, ca: CA
+) -> tuple[mtls.CertificateStatus, ...]:
+    """The check a handshake makes: raises for revoked, and undetermined in hard-fail."""
+    return checker.check(
+        [leaf.certificate.public_bytes(Encoding.DER)],
+        [ca.certificate.public_bytes(Encoding.DER)],
+        host="backend",
+    )
+
+
+def _status(
+    checker: mtls.RevocationChecker, leaf: IssuedIdentity, ca: CA
+) -> mtls.CertificateStatus:
+    """The status a check finds now (as a report does: never raises)."""
+    (status,) = checker.statuses(
+        [leaf.certificate.public_bytes(Encoding.DER)],
+        [ca.certificate.public_bytes(Encoding.DER)],
+    )
+    return status
+
+
+@pytest.mark.parametrize("ocsp", [True, False], ids=["ocsp", "crl"])
+def test_a_revoked_certificate_stays_refused_when_its_sources_go_down(
+    served: tuple[CA, RevocationServer], ocsp: bool
+) -> None:
+    ca, responder = served
+    checker = mtls.RevocationChecker(RevocationPolicy(mode="soft", ocsp=ocsp, **AT_ONCE))
+    revoked = ca.issue_cert("localhost")
+    ca.revoke(revoked, reason="keyCompromise")
+    with pytest.raises(CertificateRevokedError):
+        _check(checker, revoked, ca)
+    responder.http_status = 503
+    with pytest.raises(CertificateRevokedError):
+        _check(checker, revoked, ca)  # was: undetermined, let in (soft-fail)
+    # Twin: a certificate never checked, its sources down: undetermined (soft-fail
+    # lets it in); with a CRL downloaded and still current, that list answers it.
+    (status,) = _check(checker, ca.issue_cert("localhost"), ca)
+    assert status.status == ("undetermined" if ocsp else "good"), status
+    if not ocsp:
+        assert any("current until its nextUpdate, answers" in line for line in status.why)
+
+
+def test_a_revocation_is_final_once_its_answers_are_no_longer_current(
+    served: tuple[CA, RevocationServer],
+) -> None:
+    """The OCSP answer kept is current for a while; past it (here: forgotten), a
+    certificate found revoked (keyCompromise) is still refused when nothing answers.
+    Twin: one on hold (certificateHold, which its CA may lift) is not kept so."""
+    ca, responder = served
+    checker = mtls.RevocationChecker(RevocationPolicy(mode="soft", crl=False, **AT_ONCE))
+    for reason, final in (("keyCompromise", True), ("certificateHold", False)):
+        leaf = ca.issue_cert("localhost")
+        ca.revoke(leaf, reason=reason)
+        responder.http_status = None
+        with pytest.raises(CertificateRevokedError):
+            _check(checker, leaf, ca)
+        checker._answers.clear()  # the OCSP answer's own nextUpdate has passed
+        responder.http_status = 503
+        if final:
+            with pytest.raises(CertificateRevokedError):
+                _check(checker, leaf, ca)
+        else:
+            (status,) = _check(checker, leaf, ca)
+            assert status.status == "undetermined"
+
+
+def test_a_kept_good_answer_lets_hard_fail_through_a_responder_outage(
+    served: tuple[CA, RevocationServer],
+) -> None:
+    """A good answer verified and still current stands while its responder is down
+    (re-asked after retry_failed_after); hard-fail refused the backend for the whole
+    outage. Twin: a certificate with no answer kept is refused (hard-fail)."""
+    ca, responder = served
+    checker = mtls.RevocationChecker(RevocationPolicy(mode="hard", crl=False, **AT_ONCE))
+    good = ca.issue_cert("localhost")
+    (status,) = _check(checker, good, ca)
+    assert status.status == "good"
+    responder.http_status = 503
+    (status,) = _check(checker, good, ca)
+    assert status.status == "good" and any("stands" in line for line in status.why)
+    assert status.valid_until is not None and status.checked_at is not None
+    # Kept no longer than a failed source waits (retry_failed_after), not cache_delay.
+    assert status.valid_until <= status.checked_at + _dt.timedelta(seconds=1)
+    with pytest.raises(RevocationUnknownError):
+        _check(checker, ca.issue_cert("localhost"), ca)
+
+
+def test_a_kept_good_answer_does_not_outweigh_a_revocation_found_since(
+    served: tuple[CA, RevocationServer],
+) -> None:
+    """OCSP said good and is kept; the CRL then lists the certificate (the responder
+    down): revoked. With both down, the OCSP answer kept must not let it in."""
+    ca, responder = served
+    checker = mtls.RevocationChecker(RevocationPolicy(mode="soft", **AT_ONCE))
+    leaf = ca.issue_cert("localhost")
+    (status,) = _check(checker, leaf, ca)
+    assert status.status == "good" and status.source is not None
+    assert status.source.startswith("OCSP")
+    ca.revoke(leaf, reason="keyCompromise")
+
+    def responder_down(*_: object) -> None:
+        raise FetchError("the OCSP responder is down")
+
+    checker._ocsp = responder_down  # type: ignore[method-assign]  # its CRL still answers
+    with pytest.raises(CertificateRevokedError):
+        _check(checker, leaf, ca)
+    assert _status(checker, leaf, ca).source == f"CRL {responder.crl_url}"
+    responder.http_status = 503  # now the CRL too: the OCSP "good" kept must not win
+    with pytest.raises(CertificateRevokedError):
+        _check(checker, leaf, ca)
+    assert "a revocation is final" in _status(checker, leaf, ca).why[-1]
+
+
+def test_a_status_from_a_kept_list_lasts_cache_delay_from_its_download(
+    served: tuple[CA, RevocationServer],
+) -> None:
+    """A status answered from a list downloaded earlier was kept cache_delay from the
+    check: a revocation published meanwhile went unseen for almost twice cache_delay.
+    Twin: a list downloaded by this very check keeps its status cache_delay."""
+    ca, responder = served
+    delay = 600.0
+    checker = mtls.RevocationChecker(
+        RevocationPolicy(mode="hard", ocsp=False, cache_delay=delay, timeout=5.0)
+    )
+    first, second = ca.issue_cert("localhost"), ca.issue_cert("localhost")
+    (status,) = _check(checker, first, ca)
+    assert status.valid_until is not None and status.checked_at is not None
+    downloaded = status.checked_at
+    assert status.valid_until <= downloaded + _dt.timedelta(seconds=delay + 1)
+    # The second certificate is answered from the kept list: its status ends with the
+    # list's cache_delay, not cache_delay after its own check.
+    key = next(iter(checker._crls))
+    mono, fetched, crl = checker._crls[key]
+    checker._crls[key] = (mono, fetched - _dt.timedelta(seconds=300), crl)  # 5 minutes old
+    (status,) = _check(checker, second, ca)
+    assert status.valid_until is not None
+    assert status.valid_until <= fetched - _dt.timedelta(seconds=300) + _dt.timedelta(seconds=delay)
+    assert [kind for kind, _ in responder.requests] == ["crl"]  # one download for both
+
+
+def test_end_to_end_soft_fail_keeps_refusing_a_revoked_backend(
+    served: tuple[CA, RevocationServer], tmp_path
+) -> None:
+    """Through a profile set and real handshakes: the backend found revoked stays
+    refused when its responder and distribution point go down (soft-fail let it in
+    once cache_delay had passed). Twin: a good backend keeps being served."""
+    ca, responder = served
+    client_ca = CA(name="kept answers client CA")
+    keystore = write_identity(client_ca.issue_cert("gw"), tmp_path / "gw.jks")
+    trust = write_trust(ca, tmp_path / "trust.jks")
+    revoked = ca.issue_cert("localhost")
+    ca.revoke(revoked, reason="keyCompromise")
+    with (
+        MTLSServer(revoked.keystore(), client_ca=client_ca.truststore()) as bad,
+        MTLSServer(ca.issue_cert("localhost").keystore(), client_ca=client_ca.truststore()) as ok,
+    ):
+        profiles = mtls.SSLProfileSet(
+            [
+                mtls.SSLProfile(
+                    servers=(f"localhost:{bad.port}", f"localhost:{ok.port}"),
+                    keystore=mtls.StoreConfig(location=keystore, password=PASSWORD),
+                    truststore=mtls.StoreConfig(location=trust, password=PASSWORD),
+                )
+            ],
+            revocation=RevocationPolicy(mode="soft", **AT_ONCE),
+            reload_interval=None,
+        )
+        with profiles:
+            for down in (None, 503):
+                responder.http_status = down
+                with pytest.raises(CertificateRevokedError):
+                    whoami(profiles.context_for("localhost", bad.port), bad.port)
+                assert whoami(profiles.context_for("localhost", ok.port), ok.port)
