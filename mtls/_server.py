@@ -1096,8 +1096,8 @@ class RotatingServerContext:
 
     @property
     def closed(self) -> bool:
-        """True once :meth:`close` was called (a server made without a reload thread
-        is never closed)."""
+        """True once :meth:`close` was called (with or without a reload thread: its
+        :meth:`status` is not healthy from then on)."""
         return self._engine is not None and self._engine.closed
 
     def __enter__(self) -> Self:

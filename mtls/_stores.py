@@ -337,6 +337,12 @@ _CA_KEY_USAGE: Final = x509.KeyUsage(
 )  # fmt: skip
 
 
+def _one_password(password: Password, key_password: Password | None) -> bool:
+    """Whether a save has one password (no key password, or the same): what PKCS#12
+    holds."""
+    return key_password is None or reveal(key_password) == reveal(password)
+
+
 class Keystore(_StoreBase):
     """Identities: private keys with their certificate chains, plus any trusted entries.
 
@@ -980,8 +986,8 @@ class Keystore(_StoreBase):
                 check, the PEM key's encryption; ``""`` writes a PEM key unencrypted).
             store_type: ``"JKS"``, ``"PKCS12"`` or ``"PEM"``. By default, the format
                 the file's name says (``.p12``/``.pfx``: PKCS12, ``.jks``: JKS,
-                ``.pem``: PEM), else the one the store was read from (as keytool keeps
-                a store's type), else JKS.
+                ``.pem``: PEM), else PKCS12 for a store read from PKCS#12 (as keytool
+                keeps a store's type; JKS when ``key_password`` differs), else JKS.
             key_password: JKS only: the password protecting every key entry (default:
                 ``password``). PKCS#12 has one password, as keytool writes it: a
                 different one is a ``ValueError``.
@@ -1009,7 +1015,9 @@ class Keystore(_StoreBase):
                 whose message names the file and says that nothing was written (the
                 store is written to a temporary file beside it, then renamed).
         """
-        kind = write_format(store_type, path, self.store_type)
+        kind = write_format(
+            store_type, path, self.store_type, one_password=_one_password(password, key_password)
+        )
         data = self._bytes(password, kind, key_password, target=path, passwordless=passwordless)
         # An unencrypted key (PEM without a password) keeps no group access of the file
         # it replaces: a store's group reads it through its password, this file without.
@@ -1026,8 +1034,10 @@ class Keystore(_StoreBase):
         passwordless: bool = False,
     ) -> bytes:
         """The bytes :meth:`save` writes (arguments and errors as for :meth:`save`; by
-        default in the format the store was read from, else JKS)."""
-        kind = write_format(store_type, None, self.store_type)
+        default PKCS12 for a store read from PKCS#12 with one password, else JKS)."""
+        kind = write_format(
+            store_type, None, self.store_type, one_password=_one_password(password, key_password)
+        )
         return self._bytes(password, kind, key_password, target=None, passwordless=passwordless)
 
     def _bytes(
@@ -1340,8 +1350,8 @@ class Truststore(_StoreBase):
                 without ``-storepass ""``).
             store_type: ``"JKS"``, ``"PKCS12"`` or ``"PEM"`` (a CA bundle). By
                 default, the format the file's name says (``.p12``/``.pfx``: PKCS12,
-                ``.jks``: JKS, ``.pem``/``.crt``/``.cer``: PEM), else the one the store
-                was read from, else JKS.
+                ``.jks``: JKS, ``.pem``/``.crt``/``.cer``: PEM), else PKCS12 for a store
+                read from PKCS#12, else JKS.
             passwordless: PKCS12 only: the JDK's password-less format (no MAC,
                 certificates not encrypted; ``password`` unused), which Java opens
                 without a password, as keytool keeps a store it read so
@@ -1368,7 +1378,7 @@ class Truststore(_StoreBase):
         passwordless: bool = False,
     ) -> bytes:
         """The bytes :meth:`save` writes (arguments and errors as for :meth:`save`; by
-        default in the format the store was read from, else JKS)."""
+        default PKCS12 for a store read from PKCS#12, else JKS)."""
         kind = write_format(store_type, None, self.store_type)
         return self._bytes(password, kind, target=None, passwordless=passwordless)
 

@@ -31,6 +31,16 @@ StoreFormat: TypeAlias = Literal["JKS", "JCEKS", "PKCS12", "PEM", "DER", "BKS", 
 #: What the writers produce (keytool reads the first two; PEM is for everything else).
 WriteFormat: TypeAlias = Literal["JKS", "PKCS12", "PEM"]
 
+#: What a file's name says it holds, by its extension (lower case): keytool's and
+#: WSO2's usual names. (A truststore's ``.crt`` or ``.cer`` is a PEM CA bundle too.)
+NAMED_FORMATS: dict[str, WriteFormat] = {
+    ".jks": "JKS",
+    ".p12": "PKCS12",
+    ".pfx": "PKCS12",
+    ".pkcs12": "PKCS12",
+    ".pem": "PEM",
+}
+
 #: Key algorithms of new key pairs (keytool's ``-keyalg`` values mtls supports).
 KeyType: TypeAlias = Literal["RSA", "EC", "Ed25519"]
 

@@ -24,6 +24,7 @@ from ._errors import KeyEntryError, KeystoreError
 from ._keyload import _key_pem
 from ._log import log
 from ._secret import is_text
+from ._types import NAMED_FORMATS
 from ._x509 import key_algorithm, same_name
 
 #: The formats :func:`keystore_bytes` and :func:`truststore_bytes` write.
@@ -50,10 +51,7 @@ def check_store_type(store_type: str) -> str:
     return norm
 
 
-# What a file's name says it holds: keytool's and WSO2's usual names. A CA bundle is
-# often a .crt or .cer (a truststore's); a key's PEM file is a .pem.
-_NAMED_FORMATS = {".p12": "PKCS12", ".pfx": "PKCS12", ".pkcs12": "PKCS12", ".jks": "JKS",
-                  ".pem": "PEM"}  # fmt: skip
+# A CA bundle is often a .crt or .cer (a truststore's); a key's PEM file is a .pem.
 _BUNDLE_NAMES = {".crt": "PEM", ".cer": "PEM"}
 
 
@@ -63,22 +61,26 @@ def write_format(
     read_as: str | None,
     *,
     bundle: bool = False,
+    one_password: bool = True,
 ) -> str:
     """The format a store is written in: ``store_type`` when given; else the one the
     file's name says (``.p12``/``.pfx`` PKCS12, ``.jks`` JKS, ``.pem`` PEM, and for a
-    truststore, ``bundle``, ``.crt``/``.cer`` PEM); else the one the store was read
-    from (``read_as``) when it can be written, as keytool and Java's
-    ``KeyStore.store`` keep a store's type; else JKS. A store read from a ``.p12`` and
-    saved back kept its name and was written as JKS, which a profile's
-    ``<Type>PKCS12</Type>`` then failed to open."""
+    truststore, ``bundle``, ``.crt``/``.cer`` PEM); else PKCS12 or JKS when the store
+    was read as that (``read_as``), as keytool and Java's ``KeyStore.store`` keep a
+    store's type; else JKS. A store read from a ``.p12`` and saved back kept its name
+    and was written as JKS, which a profile's ``<Type>PKCS12</Type>`` then failed to
+    open. PEM, which keytool never writes, only by name (h248: a CA bundle saved as
+    "client-truststore" became PEM, which keytool could not open); PKCS12 kept only
+    with ``one_password`` (no separate key password, which only JKS holds: such a
+    save wrote JKS before, and still does)."""
     if store_type is not None:
         return check_store_type(str(store_type))
     if target is not None:
         suffix = os.path.splitext(os.fsdecode(target))[1].lower()
-        named = _NAMED_FORMATS.get(suffix) or (_BUNDLE_NAMES.get(suffix) if bundle else None)
+        named = NAMED_FORMATS.get(suffix) or (_BUNDLE_NAMES.get(suffix) if bundle else None)
         if named is not None:
             return named
-    return read_as if read_as in WRITABLE else "JKS"
+    return "PKCS12" if read_as == "PKCS12" and one_password else "JKS"
 
 
 def check_encodable(*passwords: str | None) -> None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 from .._errors import WrongPasswordError, displayable, safe_lines, safe_text
 from .._secret import is_text
-from .._types import WriteFormat, hex_serial
+from .._types import NAMED_FORMATS, WriteFormat, hex_serial
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -703,15 +703,6 @@ def span_text(when: _dt.datetime) -> str:
 # The library is imported inside these functions: ``mtls --help`` (and a usage
 # error) must not pay for the store readers and the profile engine.
 
-_EXTENSION_TYPES: dict[str, WriteFormat] = {
-    ".jks": "JKS",
-    ".p12": "PKCS12",
-    ".pfx": "PKCS12",
-    ".pkcs12": "PKCS12",
-    ".pem": "PEM",
-}
-
-
 def write_type(name: str) -> WriteFormat:
     """A ``--store-type``/``--to`` value as the writers take it (case-insensitive).
 
@@ -736,7 +727,7 @@ def type_for_new_store(path: Path, explicit: WriteFormat | None) -> WriteFormat:
     """
     if explicit is not None:
         return explicit
-    by_extension = _EXTENSION_TYPES.get(path.suffix.lower(), "PKCS12")
+    by_extension = NAMED_FORMATS.get(path.suffix.lower(), "PKCS12")
     return "PKCS12" if by_extension == "PEM" else by_extension
 
 

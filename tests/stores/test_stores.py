@@ -551,6 +551,17 @@ def test_save_writes_the_format_the_name_says_else_the_one_read(
     # A keystore's .crt is no PEM key file: the format read from decides.
     read.save(tmp_path / "odd.crt", PASSWORD)
     assert _keytool_type(any_keytool, tmp_path / "odd.crt") == "PKCS12"
+    # PEM only by name (h248: a bundle read from PEM and saved as "client-truststore"
+    # became PEM, which keytool cannot open); a separate key password, only JKS holds.
+    bundle = mtls.Truststore.load(tmp_path / "ca.crt")
+    bundle.save(tmp_path / "client-truststore", PASSWORD)
+    assert _keytool_type(any_keytool, tmp_path / "client-truststore") == "JKS"
+    assert bundle.to_bytes(PASSWORD)[:4] == b"\xfe\xed\xfe\xed"  # JKS's magic
+    pem_key = mtls.Keystore.load(tmp_path / "client.pem", "")
+    pem_key.save(tmp_path / "gateway.keystore", PASSWORD)
+    assert _keytool_type(any_keytool, tmp_path / "gateway.keystore") == "JKS"
+    read.save(tmp_path / "two-passwords", PASSWORD, key_password=PASSWORD + "-key")
+    assert _keytool_type(any_keytool, tmp_path / "two-passwords") == "JKS"
     with pytest.raises(ValueError, match="JCEKS is read, not written"):
         ks.save(tmp_path / "x.jceks", PASSWORD, store_type="JCEKS")  # type: ignore[arg-type]
 
