@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
-from .._errors import WrongPasswordError, displayable, safe_lines, safe_text
+from .._errors import MTLSError, WrongPasswordError, displayable, safe_lines, safe_text
 from .._secret import is_text
 from .._types import NAMED_FORMATS, WriteFormat, hex_serial
 
@@ -703,6 +703,7 @@ def span_text(when: _dt.datetime) -> str:
 # The library is imported inside these functions: ``mtls --help`` (and a usage
 # error) must not pay for the store readers and the profile engine.
 
+
 def write_type(name: str) -> WriteFormat:
     """A ``--store-type``/``--to`` value as the writers take it (case-insensitive).
 
@@ -925,9 +926,11 @@ def optional_key_password(args: argparse.Namespace) -> str | None:
     )
 
 
-def presented(config: StoreConfig) -> tuple[str, tuple[bytes, ...]]:
+def presented(
+    config: StoreConfig,
+) -> tuple[str, tuple[bytes, ...], dict[str, tuple[bytes, ...]]]:
     """The alias and chain (DER, leaf first) of the key entry a keystore
-    configuration presents.
+    configuration presents, and the chains of the store's other key entries.
 
     Raises:
         MTLSError: the store does not load, or has no such key entry.
@@ -936,7 +939,18 @@ def presented(config: StoreConfig) -> tuple[str, tuple[bytes, ...]]:
 
     store = load_store(config, "keystore")
     alias, _, chain = store.key_entry(config.alias)
-    return alias, tuple(chain)
+    return alias, tuple(chain), other_chains(store, alias)
+
+
+def other_chains(store: Keystore, alias: str) -> dict[str, tuple[bytes, ...]]:
+    """The chains of ``store``'s key entries but ``alias``'s (those whose key reads)."""
+    found: dict[str, tuple[bytes, ...]] = {}
+    for other in store.key_aliases:
+        if other == alias:
+            continue
+        with contextlib.suppress(MTLSError):
+            found[other] = tuple(store.key_entry(other)[2])
+    return found
 
 
 def profile_defaults(profiles: SSLProfileSet) -> tuple[SSLProfile | None, StoreConfig | None]:

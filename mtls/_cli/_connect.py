@@ -481,12 +481,14 @@ def _ask_over_h2(report: Report, timeout: float) -> None:
 
 def _ask_without_certificate(report: Report, timeout: float) -> None:
     """A TLS 1.3 server that closed after the handshake without an alert or an answer
-    was said to have refused our certificate; one that accepted it and then closed
-    (a Python server that answers nothing, a script's ``openssl s_server``) was told
-    the same, and its user sent to fix a certificate it took (h245). Ask again with
-    no certificate: a server that then refuses with an alert ("certificate required")
-    says its refusals so, and sent none for ours: it took our certificate. Any other
-    outcome (the same close, an answer) leaves the diagnosis as it was."""
+    was said to have refused our certificate; one whose TLS took it and that closed
+    after (an allow-list of subjects above TLS, a server that answers nothing) was
+    told the same, and its user sent to fix the certificate's trust (h245). Ask again
+    with no certificate: a server that then refuses with an alert ("certificate
+    required") refuses in TLS with alerts, and sent none for ours: its TLS took it,
+    and the close came after. Still a failure (h248: an allow-list refusing this
+    identity passed the probe), of its own kind. Any other outcome (the same close,
+    an answer) leaves the diagnosis as it was."""
     setup, target = report.setup, report.target
     failure = report.failure
     if failure is None or failure.kind != "client_cert_refused" or setup.insecure is None:
@@ -508,14 +510,15 @@ def _ask_without_certificate(report: Report, timeout: float) -> None:
     said = _once_more(report, setup.insecure(), timeout, alert)
     if said is None:
         return
-    report.failure = None
-    report.accepted = True
-    report.notes.append(
-        f"the server closed our connection without an alert or an HTTP answer; asked "
-        f"again with no client certificate, it refused with the alert '{said}': it "
-        "refuses with an alert, and sent none for our certificate, so it took it. It "
-        "may not speak HTTP/1.1, or refuse this identity above TLS (an authorisation "
-        "rule): its log says which"
+    report.accepted = None  # its TLS took it; what refused us came after
+    report.failure = Failure(
+        "closed_after_handshake",
+        f"{target.server} took our certificate in the TLS handshake (we sent "
+        f"{setup.client_subject}; asked again with no certificate, it refused with the "
+        f"alert '{said}': its TLS refuses with alerts, and sent none for ours), then "
+        "closed without an alert or an HTTP answer: it refuses this identity above TLS "
+        "(an allow-list of subjects, an authorisation rule), or does not speak "
+        "HTTP/1.1: its log says which",
     )
 
 

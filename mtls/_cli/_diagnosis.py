@@ -213,6 +213,9 @@ class Setup:
     # The issuer names (DER) of the certificates of the chain we present: what a Java
     # client matches against the server's list of CAs (java_sends_none).
     client_issuers: tuple[bytes, ...] = ()
+    # The keystore's other key entries: (alias, subject, issuer names), which a Java
+    # client's key manager may choose instead of ours.
+    other_entries: tuple[tuple[str, str | None, tuple[bytes, ...]], ...] = ()
     # The same identity and trust offering only ALPN "h2": to ask a server that closes
     # an HTTP/1.1 connection unanswered whether it speaks only HTTP/2 (gRPC does).
     h2: Callable[[], ssl.SSLContext | None] | None = None
@@ -330,13 +333,28 @@ def issuers_of(chain: Sequence[bytes]) -> tuple[bytes, ...]:
     return tuple(found)
 
 
+def entries_issuers(
+    chains: dict[str, tuple[bytes, ...]],
+) -> tuple[tuple[str, str | None, tuple[bytes, ...]], ...]:
+    """``(alias, subject, issuer names)`` of each key entry's chain."""
+    found = []
+    for alias, chain in chains.items():
+        subject = None
+        with contextlib.suppress(ValueError):
+            subject = _x509.subject_text(_x509.load_cert(chain[0]))
+        found.append((alias, subject, issuers_of(chain)))
+    return tuple(found)
+
+
 def java_sends_none(report: Report) -> None:
-    """Note that a Java client would send no certificate where we sent ours: the server
-    lists the CAs it takes, and no certificate of our chain is issued by one of them.
-    Java's key managers (SunX509, the JDK's default, which WSO2's gateway uses) choose a
-    client certificate only among chains with a certificate issued by a listed CA, and
-    send none otherwise; OpenSSL sends ours whatever the list says, so the probe passed
-    a backend the gateway is refused by (h245)."""
+    """Say that a Java client would not send our certificate: the server lists the CAs
+    it takes, and no certificate of our chain is issued by one of them. Java's key
+    managers (SunX509, the JDK's default, which WSO2's gateway uses, and PKIX) choose
+    a client certificate only among the keystore's chains with a certificate issued
+    by a listed CA, and send none (or another entry's) otherwise; OpenSSL sends ours
+    whatever the list says, so the probe passed a backend the gateway is refused by
+    (h245). A failure when the probe reads WSO2's files (the gateway's), a note
+    otherwise (a Python client of the set is accepted: h248)."""
     setup, listed = report.setup, report.ca_names
     if not listed or not setup.client_issuers or not report.sent_certificate:
         return
@@ -347,14 +365,32 @@ def java_sends_none(report: Report) -> None:
     theirs = "; ".join(_name_text(der) for der in listed[:5]) + (
         f" (and {len(listed) - 5} more)" if len(listed) > 5 else ""
     )
-    report.notes.append(
-        f"a Java client (the WSO2 gateway) would send NO certificate here: the server asks "
-        f"for certificates issued by {theirs}, and ours is issued by {ours} (Java sends "
-        "only a chain with a certificate issued by a listed CA; OpenSSL, and this probe, "
-        "send it anyway): the backend should list that CA among the ones it asks for "
-        "(openssl s_server -client_CAfile, nginx ssl_client_certificate, Java's "
-        "truststore), or the keystore hold the chain up to a CA it lists"
+    instead = next(
+        (
+            (alias, subject)
+            for alias, subject, issuers in setup.other_entries
+            if any(_canonical(der) in wanted for der in issuers)
+        ),
+        None,
     )
+    sends = (
+        f"the key entry {instead[0]!r} ({instead[1]}) instead of ours"
+        if instead is not None
+        else "NO certificate"
+    )
+    said = (
+        f"a Java client (the WSO2 gateway) would send {sends} here: the server asks for "
+        f"certificates issued by {theirs}, and ours ({setup.client_subject}) is issued by "
+        f"{ours} (Java sends only a chain with a certificate issued by a listed CA; "
+        "OpenSSL, and a profile set, send ours anyway): the backend should list that CA "
+        "among the ones it asks for (openssl s_server -CAfile, nginx "
+        "ssl_client_certificate, a Java server's truststore), or the keystore hold our "
+        "chain up to a CA it lists"
+    )
+    if setup.matched in ("profile", "catch-all", "default") and report.failure is None:
+        report.failure = Failure("java_sends_no_certificate", said)
+    else:
+        report.notes.append(said)
 
 
 def _canonical(der: bytes) -> object:
@@ -758,22 +794,28 @@ def classify_handshake(
         if code in _TOO_WEAK:
             # SHA-1 or an RSA 1024 key from a private CA: Java's defaults take both
             # (h245), so the gateway connects where this probe and a profile set do not.
+            # Java 17's defaults (jdk.certpath.disabledAlgorithms) refuse MD5, RSA and
+            # DSA keys under 1024 bits and EC under 224, and take SHA-1 from a private
+            # CA and RSA 1024 (h248 checked each with a Java 17 client).
             what = (
-                "signed with SHA-1 or MD5"
+                "signed with SHA-1, which Java's defaults take from a private CA, or MD5, "
+                "which they refuse too"
                 if code == 68
-                else "an RSA or DSA key under 2048 bits, or an EC curve under 224"
+                else "an RSA or DSA key under 2048 bits (Java's defaults take 1024 and "
+                "more), or an EC curve under 224 bits (which they refuse too)"
             )
             return Failure(
                 "server_cert_invalid",
                 f"the server's certificate failed: {message} ({_TOO_WEAK[code]}: {what}): "
                 "OpenSSL's security level refuses it, in this probe and in a profile set's "
-                "contexts alike, where Java's defaults (a WSO2 gateway) take it from a "
-                "private CA: the backend should have it reissued ("
+                "contexts alike: the backend should have it reissued ("
                 + ("SHA-256" if code == 68 else "RSA 2048 or EC P-256")
-                + "), or a context that must reach it meanwhile lower its level "
-                "(ciphers='DEFAULT:@SECLEVEL=1')",
+                + "), or a context that must reach it meanwhile lower its level (ciphers="
+                + ("'DEFAULT:@SECLEVEL=0': OpenSSL 3 refuses SHA-1 at level 1" if code == 68
+                   else "'DEFAULT:@SECLEVEL=1' for RSA 1024")
+                + ")",
                 verify_code=code,
-            )
+            )  # fmt: skip
         return Failure("server_cert_invalid", f"the server's certificate failed: {message}")
     if isinstance(exc, ssl.SSLError):
         reason = _reason(exc)

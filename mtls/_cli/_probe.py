@@ -33,12 +33,21 @@ from ._common import (
     load_profile_set,
     load_truststore,
     optional_key_password,
+    other_chains,
     presented,
     profile_defaults,
     truststore_password,
 )
 from ._connect import run_probe
-from ._diagnosis import Failure, Report, Setup, Target, issuers_of, parse_target
+from ._diagnosis import (
+    Failure,
+    Report,
+    Setup,
+    Target,
+    entries_issuers,
+    issuers_of,
+    parse_target,
+)
 from ._logs import LogCollector
 from ._storeio import opening_password
 
@@ -70,11 +79,12 @@ def _read_identity(setup: Setup, config: StoreConfig | None) -> None:
     if config is None:
         return
     try:
-        setup.client_alias, chain = presented(config)
+        setup.client_alias, chain, others = presented(config)
     except (MTLSError, OSError):
         return
     setup.client_chain = len(chain)
     setup.client_issuers = issuers_of(chain)
+    setup.other_entries = entries_issuers(others)
     _read_dates(setup, chain[0])
     with contextlib.suppress(ValueError):  # one cryptography cannot read: the DER says the rest
         setup.client_certificate = _x509.load_cert(chain[0])
@@ -232,6 +242,7 @@ def setup_from_options(args: argparse.Namespace, target: Target) -> Setup:
         setup.client_alias = alias
         setup.client_chain = len(chain)
         setup.client_issuers = issuers_of(chain)
+        setup.other_entries = entries_issuers(other_chains(keystore, alias))
         _read_dates(setup, chain[0])
 
     setup.h2 = h2

@@ -307,12 +307,56 @@ def test_a_server_that_lists_other_cas_is_said_to_get_nothing_from_java(
     assert report["server_ca_names"] == ["CN=listed CA,O=mtls.testing"], report
     [note] = [n for n in report["notes"] if "Java client" in n]
     assert "would send NO certificate" in note
-    assert "issued by CN=listed CA,O=mtls.testing, and ours is issued by CN=advice CA" in note
+    assert "issued by CN=listed CA,O=mtls.testing, and ours (CN=gw" in note
+    assert "is issued by CN=advice CA" in note
     with openssl_server(openssl_bin, s_server_files, version) as port:
         code, report, _ = probe(capsys, port, ca.issue_cert("gw"), trust, tmp_path)
     assert code == 0, report
     assert report["server_ca_names"] == ["CN=advice CA,O=mtls.testing"], report
     assert not [n for n in report["notes"] if "Java client" in n], report
+
+
+@pytest.mark.openssl
+def test_through_wso2s_profile_file_a_server_java_gets_nothing_from_fails_the_probe(
+    ca, trust, s_server_files, openssl_bin, tmp_path, capsys
+):
+    """h248: with the gateway's own profile file, a backend a Java client sends no
+    certificate to is a failure (the note alone kept the gate green); with a keystore
+    whose other key entry a listed CA issued, Java sends that one instead, and the
+    probe names it. Twin: a server listing our CA passes."""
+    from tests._helpers import PASSWORD as XML_PASSWORD
+    from tests._helpers import profile_xml
+
+    other = CA(name="listed CA")
+    listed = tmp_path / "listed.pem"
+    listed.write_bytes(other.cert_pem)
+    keystore = ca.issue_cert("gw", common_name="gateway").keystore("gateway")
+    b = other.issue_cert("gw", common_name="gateway-b")
+    keystore.add_key("b", b.private_key, [b.certificate, other.certificate])
+    store = tmp_path / "gw.jks"
+    keystore.save(store, XML_PASSWORD)
+    trust_jks = ca.write_truststore(tmp_path / "t.jks", XML_PASSWORD)
+    stores = (
+        f"<KeyStore><Location>{store}</Location><Type>JKS</Type><Password>{XML_PASSWORD}"
+        f"</Password><KeyPassword>{XML_PASSWORD}</KeyPassword><KeyAlias>gateway</KeyAlias>"
+        f"</KeyStore><TrustStore><Location>{trust_jks}</Location><Type>JKS</Type>"
+        f"<Password>{XML_PASSWORD}</Password></TrustStore>"
+    )
+    verify_ours = ("-verifyCAfile", str(s_server_files["ca"]))
+    for lists, fails in ((listed, True), (s_server_files["ca"], False)):
+        with openssl_server(openssl_bin, {**s_server_files, "ca": lists}, *verify_ours) as port:
+            xml = tmp_path / "sslprofiles.xml"
+            xml.write_text(
+                profile_xml(f"<profile><servers>localhost:{port}</servers>{stores}</profile>")
+            )
+            code = main(["probe", f"https://localhost:{port}/", "--profiles", str(xml), "--json"])
+            report = json.loads(capsys.readouterr().out)
+        if not fails:
+            assert code == 0 and report["error"] is None, report
+            continue
+        assert code == 1 and report["error"]["kind"] == "java_sends_no_certificate", report
+        message = report["error"]["message"]
+        assert "would send the key entry 'b' (CN=gateway-b,O=mtls.testing) instead" in message
 
 
 # --------------------------------------------------------------------------- other alerts
