@@ -47,6 +47,7 @@ from __future__ import annotations
 import _ssl  # the C module behind ssl: see peer_chain
 import collections
 import concurrent.futures
+import contextvars
 import dataclasses
 import datetime as _dt
 import functools
@@ -1413,12 +1414,22 @@ def peer_chain(conn: ssl.SSLSocket | ssl.SSLObject, *, verified: bool = True) ->
     return [leaf] if leaf else []
 
 
+#: The port an async integration dials, for a connection over memory BIOs (which
+#: knows none): set around its request, and read when the handshake is checked, so
+#: that status() shows the statuses under the profile of that port, not under every
+#: profile of the host (h247: a good backend showed another port's revoked one).
+DIALLED_PORT: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "mtls_dialled_port", default=None
+)
+
+
 def _peer_port(conn: ssl.SSLSocket | ssl.SSLObject) -> int | None:
-    """The server's port of a socket connection (``None`` over memory BIOs)."""
+    """The server's port of a socket connection; over memory BIOs, the one the
+    integration said it dials (:data:`DIALLED_PORT`), else ``None``."""
     try:
         return int(conn.getpeername()[1])  # type: ignore[union-attr]
     except (AttributeError, OSError, IndexError, TypeError, ValueError):
-        return None
+        return getattr(conn, "_mtls_port", None)
 
 
 # What _ssl.Certificate.public_bytes takes for DER (3.10+).
@@ -1540,11 +1551,14 @@ def _classes(
         _mtls_pending = True
         _mtls_refused: RevocationError | None = None
         _mtls_checker = checker
+        _mtls_port: int | None = None
 
         def do_handshake(self) -> None:
             super().do_handshake()
             if not self._mtls_pending:
                 return
+            if self._mtls_port is None:
+                self._mtls_port = DIALLED_PORT.get()
             try:
                 checker.check_connection(self, anchors, fetch=False)
             except _CacheMiss:

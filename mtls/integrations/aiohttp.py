@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Self
 from .._build import NotBuilt
 from .._config import DEFAULT_PORTS, tls_origin
 from .._errors import MTLSError
-from .._revocation import OwedCheck, pending_check
+from .._revocation import DIALLED_PORT, OwedCheck, pending_check
 from . import _describe, _missing_extra, _require_profile_set
 from ._pools import MISSING, OFF_LOOP_TRIES, KeptAnswers, answers_itself, built_off_the_loop
 
@@ -337,6 +337,18 @@ def _refuse_https_proxy(req: aiohttp.ClientRequest) -> None:
         )
 
 
+async def _dialling(port: int, request: Any) -> aiohttp.ClientResponse:
+    """Await ``request`` with :data:`mtls._revocation.DIALLED_PORT` set to ``port``: a
+    new connection's handshake, checked over memory BIOs, records its statuses under
+    that port (asyncio runs the connection's callbacks in the context it was made in)."""
+    token = DIALLED_PORT.set(port)
+    try:
+        response: aiohttp.ClientResponse = await request
+        return response
+    finally:
+        DIALLED_PORT.reset(token)
+
+
 class MTLSClientSession:
     """A wrapper around an ``aiohttp.ClientSession`` whose requests get ``ssl=`` from a
     profile set (it is not a ``ClientSession`` itself: its :attr:`session` is).
@@ -483,6 +495,18 @@ class MTLSClientSession:
                 middlewares = tuple(given) if given is not None else self._middlewares
                 guard = self._guard(target, chosen, source, proxied=proxied, redirects=redirects)
                 kwargs["middlewares"] = (*middlewares, guard)
+            if (
+                proxied
+                and origin is not None
+                and _REQUEST_MANAGER is not None
+                and getattr(self.profile_set, "revocation", None) is not None
+            ):
+                # The port its connection's revocation statuses are shown under (only
+                # where the set checks revocation: a coroutine more per request).
+                sent: _RequestContextManager = _REQUEST_MANAGER(
+                    _dialling(origin[1], self.session.request(method, url, **kwargs))
+                )
+                return sent
         return self.session.request(method, url, **kwargs)
 
     def ws_connect(self, url: str | URL, **kwargs: Any) -> Any:

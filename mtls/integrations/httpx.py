@@ -41,7 +41,7 @@ from .._build import NotBuilt
 from .._config import DEFAULT_PORTS
 from .._fork import renew_attributes_after_fork
 from .._log import log
-from .._revocation import OwedCheck, pending_check
+from .._revocation import DIALLED_PORT, OwedCheck, pending_check
 from . import _describe, _missing_extra, _require_profile_set
 from ._pools import _close_each, _ContextPools, _Entry, _subscribe_weakly
 
@@ -379,7 +379,12 @@ class AsyncMTLSTransport(httpx.AsyncBaseTransport):
             if closing:
                 await _aclose_each(closing, self._closing)
             _check_after_tls(request)
-            response = await entry.resource.handle_async_request(request)
+            dialled = DIALLED_PORT.set(origin[1]) if origin is not None else None
+            try:
+                response = await entry.resource.handle_async_request(request)
+            finally:
+                if dialled is not None:
+                    DIALLED_PORT.reset(dialled)
         except BaseException:
             await self._release(entry)
             raise

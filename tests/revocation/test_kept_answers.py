@@ -209,3 +209,68 @@ def test_end_to_end_soft_fail_keeps_refusing_a_revoked_backend(
                 with pytest.raises(CertificateRevokedError):
                     whoami(profiles.context_for("localhost", bad.port), bad.port)
                 assert whoami(profiles.context_for("localhost", ok.port), ok.port)
+
+
+@pytest.mark.parametrize("client", ["httpx-async", "aiohttp"])
+def test_async_clients_show_a_status_under_the_port_they_dialled(
+    served: tuple[CA, RevocationServer], tmp_path, client: str
+) -> None:
+    """h247: over memory BIOs a connection knows no port, and status() showed another
+    port's revoked certificate under a good backend's profile on the same host. The
+    integrations say the port they dial. Twin: the revoked backend's profile shows it."""
+    import asyncio
+
+    ca, _ = served
+    good, bad = ca.issue_cert("localhost"), ca.issue_cert("localhost")
+    ca.revoke(bad, reason="keyCompromise")
+    trust = write_trust(ca, tmp_path / "trust.jks")
+    with (
+        MTLSServer(good, require_client_cert=False) as a,
+        MTLSServer(bad, require_client_cert=False) as b,
+    ):
+        profiles = mtls.SSLProfileSet(
+            [
+                mtls.SSLProfile(
+                    servers=(f"localhost:{server.port}",),
+                    truststore=mtls.StoreConfig(location=trust, password=PASSWORD),
+                )
+                for server in (a, b)
+            ],
+            revocation=RevocationPolicy(mode="soft"),
+            reload_interval=None,
+        )
+
+        async def requests() -> list[str]:
+            outcomes = []
+            if client == "httpx-async":
+                from mtls.integrations.httpx import async_client
+
+                async with async_client(profiles) as http:
+                    for server in (a, b):
+                        try:
+                            await http.get(f"https://localhost:{server.port}/")
+                            outcomes.append("ok")
+                        except CertificateRevokedError:
+                            outcomes.append("revoked")
+                return outcomes
+            from mtls.integrations.aiohttp import MTLSClientSession
+
+            async with MTLSClientSession(profiles) as session:
+                for server in (a, b):
+                    try:
+                        async with session.get(f"https://localhost:{server.port}/") as answer:
+                            await answer.read()
+                        outcomes.append("ok")
+                    except CertificateRevokedError:
+                        outcomes.append("revoked")
+            return outcomes
+
+        with profiles:
+            assert asyncio.run(requests()) == ["ok", "revoked"]
+            shown = {
+                entry.servers[0]: {s.serial: s.status for s in entry.revocation.statuses}
+                for entry in profiles.status().profiles
+                if entry.revocation is not None
+            }
+    assert shown[f"localhost:{a.port}"] == {good.serial_number: "good"}, shown
+    assert shown[f"localhost:{b.port}"] == {bad.serial_number: "revoked"}, shown
