@@ -355,12 +355,19 @@ class _Answer:
     valid_until: _dt.datetime
     reason: str | None = None
     revoked_at: _dt.datetime | None = None
-    #: Said among the status's ``why``: an answer from a list kept because its source
-    #: could not be reached (then kept for ``retry_failed_after`` at most).
+    #: Said among the status's ``why``: a revocation read from a list kept because its
+    #: distribution point could not be reached (kept for ``retry_failed_after`` at most).
     note: str | None = None
-    #: Until when the answer is current by its own dates, where ``valid_until`` is
-    #: cut shorter (a list's: cache_delay after its download); ``None``: the same.
-    current: _dt.datetime | None = None
+    #: When the answer was issued (the response's or the list's thisUpdate).
+    this_update: _dt.datetime | None = None
+
+
+def _status_key(cert: x509.Certificate, issuer: x509.Certificate) -> tuple[str, int]:
+    """What a certificate's status is kept under: its issuer's certificate and serial."""
+    return (
+        hashlib.sha256(issuer.public_bytes(serialization.Encoding.DER)).hexdigest(),
+        cert.serial_number,
+    )
 
 
 def _live_now() -> Callable[[tuple[float, CertificateStatus]], bool]:
@@ -400,18 +407,14 @@ class RevocationChecker:
             tuple[str, bytes], tuple[float, _dt.datetime, x509.CertificateRevocationList]
         ]
         self._crls = collections.OrderedDict()
-        # The last answer each source gave for a certificate, (kind, URL, status key) ->
-        # (answer, obtained at): when the source cannot answer again, one still current
-        # (before its own nextUpdate) stands, asked again after retry_failed_after
-        # (h247: a status verified revoked was forgotten after cache_delay, and
-        # soft-fail let the certificate in while its responder was down).
-        self._answers: collections.OrderedDict[
-            tuple[str, str, tuple[str, int]], tuple[_Answer, _dt.datetime]
+        # Certificates found revoked, not on hold, and since when that was known (the
+        # revocation time, else the answer's): a revocation is final, and a certificate
+        # whose sources all fail later is still refused, as is one an answer issued
+        # before that time calls good (a list replayed over plain http); only an answer
+        # issued after it says otherwise (h247; bounded as the status cache is).
+        self._revoked: collections.OrderedDict[
+            tuple[str, int], tuple[CertificateStatus, _dt.datetime]
         ] = collections.OrderedDict()
-        # Certificates found revoked, not on hold: a revocation is final, and a
-        # certificate whose sources all fail later is still refused (bounded).
-        self._revoked: collections.OrderedDict[tuple[str, int], CertificateStatus]
-        self._revoked = collections.OrderedDict()
         self._gates: dict[tuple[str, int], _Flight] = {}
         # Whether this thread's last source asked went to the network (a CRL already
         # downloaded answers without: it spends none of the check's budget).
@@ -723,7 +726,6 @@ class RevocationChecker:
         with self._lock:
             self._cache.clear()
             self._crls.clear()
-            self._answers.clear()
             self._revoked.clear()
             self._failed.clear()
             self._hosts.clear()
@@ -764,10 +766,7 @@ class RevocationChecker:
         fetch: bool = True,
         deadline: _CheckBudget | None = None,
     ) -> CertificateStatus:
-        key = (
-            hashlib.sha256(issuer.public_bytes(serialization.Encoding.DER)).hexdigest(),
-            cert.serial_number,
-        )
+        key = _status_key(cert, issuer)
         hit = self._cached(key)
         if hit is not None:
             return hit
@@ -824,8 +823,13 @@ class RevocationChecker:
 
     def _waited_out(self, cert: x509.Certificate, issuer: x509.Certificate) -> CertificateStatus:
         """The status of a certificate another check was still asking about when this
-        check's budget ran out: undetermined, for this check only."""
+        check's budget ran out: undetermined, for this check only; revoked when it was
+        found revoked before (h249: a check that waited let such one through)."""
         now = _now()
+        with self._lock:
+            known = self._revoked.get(_status_key(cert, issuer))
+        if known is not None:
+            return dataclasses.replace(known[0], checked_at=now, valid_until=now)
         return CertificateStatus(
             subject=cert.subject.rfc4514_string(),
             serial=cert.serial_number,
@@ -974,17 +978,11 @@ class RevocationChecker:
         ]
         incomplete = False
         retry_at = now + _dt.timedelta(seconds=policy.retry_failed_after)
-        # A source that gives no answer now may have given one that is still current:
-        # the first such answers when no source gives a fresh one (never before one
-        # that may: h247 in review, an OCSP "good" kept stood where the CRL revoked it).
-        fallback: _Answer | None = None
         for kind, ask, url in sources:  # OCSP first, then the CRLs, the first answer wins
-            source = (kind, url, key)
-            lately = self._failed_lately(source)
+            lately = self._failed_lately((kind, url, key))
             if lately is not None:
                 retry_at = min(retry_at, lately[1])
                 why.append(f"{kind} {lately[2]} (not asked again until {_shown_time(lately[1])})")
-                fallback = fallback or self._kept_answer(source, now, why)
                 continue
             # What is left of the check's budget (a CRL already downloaded still
             # answers when none is: only fetches need time).
@@ -1018,20 +1016,12 @@ class RevocationChecker:
                 why.append(f"{kind} {malformed}")
                 self._remember_failed((kind, url, key), malformed)
             else:
-                if answer.note is None:
-                    self._remember_answer(source, answer, now)
-                    break
-                # From a list its distribution point did not renew: a fallback too.
-                why.append(f"{kind} {answer.note}")
-                fallback, answer = fallback or answer, None
-                continue
+                if answer.note is not None:
+                    why.append(f"{kind} {answer.note}")
+                break
             finally:
                 if self._fetching.made:
                     deadline.asked = True
-            fallback = fallback or self._kept_answer(source, now, why)
-        kept = answer is None and fallback is not None
-        if kept:
-            answer = fallback
         if not why and answer is None:
             names = [
                 n
@@ -1045,21 +1035,25 @@ class RevocationChecker:
         subject, serial = cert.subject.rfc4514_string(), cert.serial_number
         issued_by = issuer.subject.rfc4514_string()
         with self._lock:
-            revoked = self._revoked.get(key)
-        # A kept answer never outweighs a revocation found since (an OCSP "good" kept
-        # from before the list that revoked it); a fresh one does: its CA's word.
-        if revoked is not None and (answer is None or (kept and answer.status == "good")):
-            # No source answers now, and this certificate was found revoked: a
-            # revocation is final (h247: soft-fail let it in once its answer left
-            # the cache and its responder was down).
-            assert revoked.checked_at is not None
+            known = self._revoked.get(key)
+        if known is not None and (
+            answer is None
+            or (
+                answer.status == "good"
+                and (answer.this_update is None or answer.this_update <= known[1])
+            )
+        ):
+            # No source answers now, or only with an answer issued before the revocation
+            # was known (a list replayed over plain http), and this certificate was
+            # found revoked: a revocation is final (h247: soft-fail let it in once its
+            # answer left the cache and its responder was down).
+            revoked, since = known
             return dataclasses.replace(
                 revoked,
                 why=(
                     *why,
-                    f"no source answers now; found revoked on "
-                    f"{_shown_time(revoked.checked_at)} ({revoked.source}), and a "
-                    "revocation is final",
+                    f"found revoked on {_shown_time(since)} ({revoked.source}), which no "
+                    "answer issued since says otherwise: a revocation is final",
                 ),
                 checked_at=now,
                 valid_until=now if incomplete else retry_at,
@@ -1075,8 +1069,6 @@ class RevocationChecker:
                 valid_until=now if incomplete else retry_at,
             )
         longest = now + _dt.timedelta(seconds=policy.cache_delay)
-        # An answer kept because its source did not answer now is asked for again as a
-        # failed source is, not kept for cache_delay.
         status = CertificateStatus(
             subject=subject,
             serial=serial,
@@ -1087,47 +1079,24 @@ class RevocationChecker:
             reason=answer.reason,
             revoked_at=answer.revoked_at,
             why=tuple(why),
-            valid_until=min(answer.valid_until, longest, *((retry_at,) if kept else ())),
+            # A revocation read from a kept list (its distribution point down) is asked
+            # for again as a failed source is; one made with a source left unasked,
+            # at the next check.
+            valid_until=(
+                min(answer.valid_until, longest)
+                if answer.note is None
+                else (now if incomplete else min(answer.valid_until, retry_at))
+            ),
         )
         with self._lock:
             if status.status == "revoked" and status.reason != "certificateHold":
-                self._revoked[key] = status
+                self._revoked[key] = (status, status.revoked_at or now)
                 self._revoked.move_to_end(key)
                 while len(self._revoked) > policy.cache_size:
                     self._revoked.popitem(last=False)
             elif status.status == "good":
-                self._revoked.pop(key, None)  # its CA says so now, in a fresh answer
+                self._revoked.pop(key, None)  # an answer issued since: its CA's word
         return status
-
-    def _remember_answer(
-        self, source: tuple[str, str, tuple[str, int]], answer: _Answer, now: _dt.datetime
-    ) -> None:
-        """Keep what ``source`` answered (bounded as the status cache is)."""
-        with self._lock:
-            self._answers[source] = (answer, now)
-            self._answers.move_to_end(source)
-            while len(self._answers) > self.policy.cache_size:
-                self._answers.popitem(last=False)
-
-    def _kept_answer(
-        self, source: tuple[str, str, tuple[str, int]], now: _dt.datetime, why: list[str]
-    ) -> _Answer | None:
-        """The last answer ``source`` gave, when it is still current (before its own
-        nextUpdate), said among ``why``; else ``None``."""
-        with self._lock:
-            hit = self._answers.get(source)
-            if hit is not None and (hit[0].current or hit[0].valid_until) <= now:
-                del self._answers[source]
-                hit = None
-        if hit is None:
-            return None
-        answer, obtained = hit
-        until = answer.current or answer.valid_until
-        why.append(
-            f"{source[0]} {source[1]}: its last answer ({answer.status}, obtained "
-            f"{_shown_time(obtained)}, current until {_shown_time(until)}) stands"
-        )
-        return dataclasses.replace(answer, valid_until=until)
 
     def _failed_lately(
         self, source: tuple[str, str, tuple[str, int]]
@@ -1186,10 +1155,11 @@ class RevocationChecker:
                 f"{url}: the response has a critical extension the check does not "
                 f"process ({critical}): no answer, as in Java"
             )
-        until = current_until(*answer_times(single), now, self.policy.cache_delay)
+        this_update, next_update = answer_times(single)
+        until = current_until(this_update, next_update, now, self.policy.cache_delay)
         source = f"OCSP {url}"
         if single.certificate_status == ocsp.OCSPCertStatus.GOOD:
-            return _Answer("good", source, until)
+            return _Answer("good", source, until, this_update=this_update)
         if single.certificate_status == ocsp.OCSPCertStatus.REVOKED:
             try:
                 reason = single.revocation_reason
@@ -1201,6 +1171,7 @@ class RevocationChecker:
                 until,
                 reason=reason.value if reason is not None else None,
                 revoked_at=_dates.utc_time(lambda: single.revocation_time_utc),
+                this_update=this_update,
             )
         raise FetchError(f"{url}: the responder does not know this certificate (unknown)")
 
@@ -1212,7 +1183,7 @@ class RevocationChecker:
         now: _dt.datetime,
         timeout: float,
     ) -> _Answer:
-        crl, fetched, note = self._download_crl(url, issuer, now, timeout)
+        crl, fetched, failed = self._download_crl(url, issuer, now, timeout)
         out_of_scope = crl_scope(crl, cert)
         if out_of_scope is not None:
             raise FetchError(f"{url}: {out_of_scope}")
@@ -1220,15 +1191,25 @@ class RevocationChecker:
         stale = why_stale(crl_this_update(crl), next_update, now, "CRL")
         if stale is not None:
             raise FetchError(f"{url}: {stale}")  # as Java's checker: no answer
-        current = current_until(crl_this_update(crl), next_update, now, self.policy.cache_delay)
-        # A status from a list downloaded a while ago is kept until cache_delay after
-        # the download, not after this check (h247: a revocation went unseen for
-        # almost twice cache_delay).
-        until = min(current, fetched + _dt.timedelta(seconds=self.policy.cache_delay))
+        this_update = crl_this_update(crl)
+        until = current_until(this_update, next_update, now, self.policy.cache_delay)
         source = f"CRL {url}"
         entry = listed(crl, cert.serial_number)
+        note = None
+        if failed is not None:
+            if entry is None:
+                raise failed  # a list kept is no answer that lets a certificate in
+            note = (
+                f"{failed}; the list downloaded on {_shown_time(fetched)}, still current "
+                "(before its nextUpdate), lists it"
+            )
+        else:
+            # A status from a list downloaded a while ago is kept until cache_delay
+            # after the download, not after this check (h247: a revocation went unseen
+            # for almost twice cache_delay).
+            until = min(until, fetched + _dt.timedelta(seconds=self.policy.cache_delay))
         if entry is None:
-            return _Answer("good", source, until, note=note, current=current)
+            return _Answer("good", source, until, this_update=this_update)
         try:
             reason_ext = next(
                 (e.value for e in entry.extensions if isinstance(e.value, x509.CRLReason)), None
@@ -1244,14 +1225,15 @@ class RevocationChecker:
             reason=reason_ext.reason.value if reason_ext is not None else None,
             revoked_at=crl_revoked_on(entry),
             note=note,
-            current=current,
+            this_update=this_update,
         )
 
     def _download_crl(
         self, url: str, issuer: x509.Certificate, now: _dt.datetime, timeout: float
-    ) -> tuple[x509.CertificateRevocationList, _dt.datetime, str | None]:
-        """The list at ``url`` for ``issuer``, when it was downloaded, and why a kept
-        list answers when the distribution point could not be asked (else ``None``)."""
+    ) -> tuple[x509.CertificateRevocationList, _dt.datetime, FetchError | None]:
+        """The list at ``url`` for ``issuer``, when it was downloaded, and, for a list
+        kept because the distribution point could not be asked for a new one, why (else
+        ``None``): such a list only refuses (:meth:`_crl`)."""
         # Keyed by (URL, issuer): two CAs may name one URL, and a list cached for one
         # must never answer for the other (its signer was checked against one issuer).
         key = (url, issuer.public_bytes(serialization.Encoding.DER))
@@ -1269,17 +1251,12 @@ class RevocationChecker:
             if kept is None or why_stale(crl_this_update(kept), crl_next_update(kept), now, "CRL"):
                 raise
             # The list downloaded before is still current (before its nextUpdate): it
-            # answers, as docs/health.md says; asked for again after retry_failed_after.
+            # refuses a certificate it lists (h247: hard-fail called such a one
+            # undetermined, soft-fail let it in); asked for again after
+            # retry_failed_after.
             assert hit is not None
             check_crl(kept, issuer, url)
-            return (
-                kept,
-                hit[1],
-                (
-                    f"{exc}; the list downloaded on {_shown_time(hit[1])}, current until its "
-                    "nextUpdate, answers"
-                ),
-            )
+            return kept, hit[1], exc
 
     def _downloaded(
         self,

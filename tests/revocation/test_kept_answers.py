@@ -1,12 +1,14 @@
-"""An answer verified once is not forgotten while it is current (h247).
+"""A revocation once found is not forgotten (h247, h249).
 
 A status verified revoked was dropped after ``cache_delay``, and when its responder
 could not be reached then, soft-fail let the certificate in; a CRL downloaded and
-still current (before its nextUpdate) was dropped the same way, though the docs say
-it still answers; and a status answered from a list downloaded a while ago was kept
-``cache_delay`` from the check, not from the download. A real OCSP responder and
-CRL distribution point (``mtls.testing.RevocationServer``) over loopback, taken down
-with HTTP 503; every case with its twin.
+still current (before its nextUpdate) that lists the certificate was dropped the same
+way; a status answered from a list downloaded a while ago was kept ``cache_delay``
+from the check, not from the download. What is remembered only ever refuses: a "good"
+answer kept is never used when its source is down (h249: hard-fail would have turned
+soft until its nextUpdate). A real OCSP responder and CRL distribution point
+(``mtls.testing.RevocationServer``) over loopback, taken down with HTTP 503; every
+case with its twin.
 """
 
 from __future__ import annotations
@@ -70,12 +72,10 @@ def test_a_revoked_certificate_stays_refused_when_its_sources_go_down(
     responder.http_status = 503
     with pytest.raises(CertificateRevokedError):
         _check(checker, revoked, ca)  # was: undetermined, let in (soft-fail)
-    # Twin: a certificate never checked, its sources down: undetermined (soft-fail
-    # lets it in); with a CRL downloaded and still current, that list answers it.
+    # Twin: a certificate never found revoked, its sources down: undetermined (soft-fail
+    # lets it in), even with a CRL downloaded and still current that does not list it.
     (status,) = _check(checker, ca.issue_cert("localhost"), ca)
-    assert status.status == ("undetermined" if ocsp else "good"), status
-    if not ocsp:
-        assert any("current until its nextUpdate, answers" in line for line in status.why)
+    assert status.status == "undetermined", status
 
 
 def test_a_revocation_is_final_once_its_answers_are_no_longer_current(
@@ -92,7 +92,6 @@ def test_a_revocation_is_final_once_its_answers_are_no_longer_current(
         responder.http_status = None
         with pytest.raises(CertificateRevokedError):
             _check(checker, leaf, ca)
-        checker._answers.clear()  # the OCSP answer's own nextUpdate has passed
         responder.http_status = 503
         if final:
             with pytest.raises(CertificateRevokedError):
@@ -102,25 +101,85 @@ def test_a_revocation_is_final_once_its_answers_are_no_longer_current(
             assert status.status == "undetermined"
 
 
-def test_a_kept_good_answer_lets_hard_fail_through_a_responder_outage(
+def test_a_good_answer_kept_does_not_stand_in_for_a_responder_that_is_down(
     served: tuple[CA, RevocationServer],
 ) -> None:
-    """A good answer verified and still current stands while its responder is down
-    (re-asked after retry_failed_after); hard-fail refused the backend for the whole
-    outage. Twin: a certificate with no answer kept is refused (hard-fail)."""
+    """h249: a "good" answer remembered until its own nextUpdate (a week, or ten years)
+    let hard-fail through a responder outage an attacker makes, after the certificate
+    was revoked. Hard-fail refuses when no source answers now; a revoked one is refused
+    all the same (the twin)."""
     ca, responder = served
     checker = mtls.RevocationChecker(RevocationPolicy(mode="hard", crl=False, **AT_ONCE))
-    good = ca.issue_cert("localhost")
-    (status,) = _check(checker, good, ca)
+    leaf = ca.issue_cert("localhost")
+    (status,) = _check(checker, leaf, ca)
     assert status.status == "good"
+    ca.revoke(leaf, reason="keyCompromise")
     responder.http_status = 503
-    (status,) = _check(checker, good, ca)
-    assert status.status == "good" and any("stands" in line for line in status.why)
-    assert status.valid_until is not None and status.checked_at is not None
-    # Kept no longer than a failed source waits (retry_failed_after), not cache_delay.
-    assert status.valid_until <= status.checked_at + _dt.timedelta(seconds=1)
     with pytest.raises(RevocationUnknownError):
-        _check(checker, ca.issue_cert("localhost"), ca)
+        _check(checker, leaf, ca)
+    responder.http_status = None
+    with pytest.raises(CertificateRevokedError):
+        _check(checker, leaf, ca)
+
+
+def test_a_list_issued_before_the_revocation_does_not_undo_it(
+    served: tuple[CA, RevocationServer],
+) -> None:
+    """h249: OCSP said revoked; with the responder blocked, the list issued before the
+    revocation (still current, replayed over plain http) said good, and the certificate
+    was let in. Only an answer issued after the revocation says otherwise (the twin: a
+    list issued later that does not list it, its CA's word, is taken)."""
+    ca, responder = served
+    checker = mtls.RevocationChecker(RevocationPolicy(mode="soft", **AT_ONCE))
+    leaf = ca.issue_cert("localhost")
+    older = ca.crl()  # issued before the revocation
+    ca.revoke(leaf, reason="keyCompromise")
+    with pytest.raises(CertificateRevokedError):
+        _check(checker, leaf, ca)  # OCSP: revoked
+    current = ca.crl
+    ca.crl = lambda **_: older  # type: ignore[method-assign]  # the replayed list
+
+    def responder_down(*_: object) -> None:
+        raise FetchError("the OCSP responder is blocked")
+
+    checker._ocsp = responder_down  # type: ignore[method-assign]
+    with pytest.raises(CertificateRevokedError):
+        _check(checker, leaf, ca)
+    assert "a revocation is final" in _status(checker, leaf, ca).why[-1]
+    # Twin: a list issued after it that does not list it (its CA lifted it).
+    ca._revoked.clear()
+    later = _dt.datetime.now(_dt.UTC) + _dt.timedelta(seconds=2)
+    ca.crl = lambda **_: current(last_update=later)  # type: ignore[method-assign]
+    (status,) = _check(checker, leaf, ca)
+    assert status.status == "good" and status.source == f"CRL {responder.crl_url}"
+
+
+def test_a_kept_list_that_lists_the_certificate_refuses_it_while_its_point_is_down(
+    served: tuple[CA, RevocationServer],
+) -> None:
+    """h247: a list still current was dropped after cache_delay, and hard-fail called a
+    certificate it lists undetermined (soft-fail let it in). It refuses it, and the
+    distribution point is asked again after retry_failed_after, not on every
+    handshake (h249). Twin: a certificate it does not list is undetermined."""
+    ca, responder = served
+    checker = mtls.RevocationChecker(
+        RevocationPolicy(mode="soft", ocsp=False, cache_delay=1e-6, retry_failed_after=600)
+    )
+    listed, other = ca.issue_cert("localhost"), ca.issue_cert("localhost")
+    ca.revoke(listed, reason="keyCompromise")
+    (status,) = _check(checker, other, ca)  # downloads the list
+    assert status.status == "good"
+    checker._revoked.clear()  # (never found revoked before: only the list says so)
+    responder.http_status = 503
+    asked = len(responder.requests)
+    for _ in range(3):
+        with pytest.raises(CertificateRevokedError):
+            _check(checker, listed, ca)
+    assert len(responder.requests) == asked + 1  # asked once, then not for 600 s
+    assert any("still current (before its nextUpdate), lists it" in line
+               for line in _status(checker, listed, ca).why)  # fmt: skip
+    (status,) = _check(checker, ca.issue_cert("localhost"), ca)
+    assert status.status == "undetermined"
 
 
 def test_a_kept_good_answer_does_not_outweigh_a_revocation_found_since(
@@ -146,7 +205,7 @@ def test_a_kept_good_answer_does_not_outweigh_a_revocation_found_since(
     responder.http_status = 503  # now the CRL too: the OCSP "good" kept must not win
     with pytest.raises(CertificateRevokedError):
         _check(checker, leaf, ca)
-    assert "a revocation is final" in _status(checker, leaf, ca).why[-1]
+    assert _status(checker, leaf, ca).status == "revoked"
 
 
 def test_a_status_from_a_kept_list_lasts_cache_delay_from_its_download(
