@@ -73,6 +73,7 @@ from cryptography.x509.oid import (
 
 from . import _dates, _x509
 from ._answers import (
+    CLOCK_SKEW,
     answer_times,
     check_crl,
     crl_scope,
@@ -370,6 +371,20 @@ def _status_key(cert: x509.Certificate, issuer: x509.Certificate) -> tuple[str, 
     )
 
 
+def _revocation_key(cert: x509.Certificate, issuer: x509.Certificate) -> tuple[bytes, int]:
+    """What a revocation is remembered under: the issuer's name and key (as an OCSP
+    CertID names it) and the serial, whichever certificate of that issuer the chain
+    holds."""
+    digest = hashlib.sha256(issuer.subject.public_bytes())
+    try:
+        digest.update(issuer.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        ))  # fmt: skip
+    except (ValueError, UnsupportedAlgorithm):  # a key cryptography cannot read
+        digest.update(issuer.public_bytes(serialization.Encoding.DER))
+    return digest.digest(), cert.serial_number
+
+
 def _live_now() -> Callable[[tuple[float, CertificateStatus]], bool]:
     """Whether a cache entry ``(monotonic deadline, status)`` is still good now. Kept
     until the first of two clocks says so: the monotonic one (a wall clock stepped back
@@ -407,13 +422,16 @@ class RevocationChecker:
             tuple[str, bytes], tuple[float, _dt.datetime, x509.CertificateRevocationList]
         ]
         self._crls = collections.OrderedDict()
-        # Certificates found revoked, not on hold, and since when that was known (the
-        # revocation time, else the answer's): a revocation is final, and a certificate
-        # whose sources all fail later is still refused, as is one an answer issued
-        # before that time calls good (a list replayed over plain http); only an answer
-        # issued after it says otherwise (h247; bounded as the status cache is).
+        # Certificates found revoked, not on hold, and when the answer that said so was
+        # issued (its thisUpdate): a revocation is final, and a certificate whose
+        # sources all fail later is still refused, as is one an answer issued no later
+        # calls good (a response or list replayed over plain http); only an answer
+        # issued after it says otherwise (h247, h250). Keyed by the issuer's name and
+        # key, not its certificate: a renewed or cross-signed issuer's certificate in
+        # the chain must not make the certificate another (h250; bounded as the status
+        # cache is).
         self._revoked: collections.OrderedDict[
-            tuple[str, int], tuple[CertificateStatus, _dt.datetime]
+            tuple[bytes, int], tuple[CertificateStatus, _dt.datetime]
         ] = collections.OrderedDict()
         self._gates: dict[tuple[str, int], _Flight] = {}
         # Whether this thread's last source asked went to the network (a CRL already
@@ -827,7 +845,7 @@ class RevocationChecker:
         found revoked before (h249: a check that waited let such one through)."""
         now = _now()
         with self._lock:
-            known = self._revoked.get(_status_key(cert, issuer))
+            known = self._revoked.get(_revocation_key(cert, issuer))
         if known is not None:
             return dataclasses.replace(known[0], checked_at=now, valid_until=now)
         return CertificateStatus(
@@ -1034,8 +1052,9 @@ class RevocationChecker:
             )
         subject, serial = cert.subject.rfc4514_string(), cert.serial_number
         issued_by = issuer.subject.rfc4514_string()
+        revocation_key = _revocation_key(cert, issuer)
         with self._lock:
-            known = self._revoked.get(key)
+            known = self._revoked.get(revocation_key)
         if known is not None and (
             answer is None
             or (
@@ -1043,17 +1062,25 @@ class RevocationChecker:
                 and (answer.this_update is None or answer.this_update <= known[1])
             )
         ):
-            # No source answers now, or only with an answer issued before the revocation
-            # was known (a list replayed over plain http), and this certificate was
+            # No source answers now, or only with an answer issued no later than the
+            # one that revoked it (replayed over plain http), and this certificate was
             # found revoked: a revocation is final (h247: soft-fail let it in once its
             # answer left the cache and its responder was down).
-            revoked, since = known
+            revoked, issued = known
+            assert revoked.checked_at is not None
+            set_aside = (
+                f"; the 'good' answer of {answer.source}, issued "
+                f"{_shown_time(answer.this_update)}, is no later, and set aside"
+                if answer is not None and answer.this_update is not None
+                else ""
+            )
             return dataclasses.replace(
                 revoked,
                 why=(
                     *why,
-                    f"found revoked on {_shown_time(since)} ({revoked.source}), which no "
-                    "answer issued since says otherwise: a revocation is final",
+                    f"revoked, as {revoked.source} said on {_shown_time(revoked.checked_at)} "
+                    f"in an answer issued {_shown_time(issued)}{set_aside}: a revocation "
+                    "is final until an answer issued later says otherwise",
                 ),
                 checked_at=now,
                 valid_until=now if incomplete else retry_at,
@@ -1090,12 +1117,17 @@ class RevocationChecker:
         )
         with self._lock:
             if status.status == "revoked" and status.reason != "certificateHold":
-                self._revoked[key] = (status, status.revoked_at or now)
-                self._revoked.move_to_end(key)
+                # When the answer was issued, but no earlier than the clock skew allowed
+                # before it came: an answer dated back (a response signed before a
+                # revocation dated back to a compromise) is no later than one
+                # replayed from before it (h250).
+                issued = max(answer.this_update or now, now - CLOCK_SKEW)
+                self._revoked[revocation_key] = (status, issued)
+                self._revoked.move_to_end(revocation_key)
                 while len(self._revoked) > policy.cache_size:
                     self._revoked.popitem(last=False)
             elif status.status == "good":
-                self._revoked.pop(key, None)  # an answer issued since: its CA's word
+                self._revoked.pop(revocation_key, None)  # issued later: its CA's word
         return status
 
     def _failed_lately(
@@ -1299,10 +1331,20 @@ class RevocationChecker:
         )
         fetched = _now()
         with self._lock:
-            self._crls[key] = (time.monotonic() + keep, fetched, crl)
-            self._crls.move_to_end(key)
-            while len(self._crls) > _CRL_CACHE_SIZE:
-                self._crls.popitem(last=False)
+            kept = self._crls.get(key)
+            # A list older than the one kept (replayed: signed, but superseded) answers
+            # nothing the kept one does not: the kept one answers while current, and
+            # is never replaced by it, nor by a list no longer current (its dates are
+            # judged by the caller, which refuses it): the kept one then no longer
+            # refused what it lists when the point was blocked (h250).
+            if kept is not None and crl_this_update(kept[2]) > crl_this_update(crl):
+                if not why_stale(crl_this_update(kept[2]), crl_next_update(kept[2]), now, "CRL"):
+                    return kept[2], kept[1], None
+            elif not why_stale(crl_this_update(crl), crl_next_update(crl), now, "CRL"):
+                self._crls[key] = (time.monotonic() + keep, fetched, crl)
+                self._crls.move_to_end(key)
+                while len(self._crls) > _CRL_CACHE_SIZE:
+                    self._crls.popitem(last=False)
         return crl, fetched, None
 
 

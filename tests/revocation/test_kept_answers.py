@@ -17,6 +17,8 @@ import datetime as _dt
 from collections.abc import Iterator
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
 import mtls
@@ -333,3 +335,81 @@ def test_async_clients_show_a_status_under_the_port_they_dialled(
             }
     assert shown[f"localhost:{a.port}"] == {good.serial_number: "good"}, shown
     assert shown[f"localhost:{b.port}"] == {bad.serial_number: "revoked"}, shown
+
+
+def test_a_good_answer_signed_before_a_revocation_dated_back_is_set_aside(
+    served: tuple[CA, RevocationServer],
+) -> None:
+    """h250: a revocation dated back to the compromise (two days), and a "good" OCSP
+    answer the CA signed yesterday, still current, replayed by the key's holder: it
+    undid the revocation. Twin: an answer the CA issues after it (the revocation
+    withdrawn) is taken."""
+    from cryptography.x509 import ocsp
+
+    ca, _ = served
+    checker = mtls.RevocationChecker(RevocationPolicy(mode="hard", crl=False, **AT_ONCE))
+    leaf = ca.issue_cert("localhost")
+    now = _dt.datetime.now(_dt.UTC).replace(microsecond=0)
+    signed_yesterday = (
+        ocsp.OCSPResponseBuilder()
+        .add_response(
+            cert=leaf.certificate, issuer=ca.certificate, algorithm=hashes.SHA1(),
+            cert_status=ocsp.OCSPCertStatus.GOOD, this_update=now - _dt.timedelta(days=1),
+            next_update=now + _dt.timedelta(days=6), revocation_time=None,
+            revocation_reason=None,
+        )
+        .responder_id(ocsp.OCSPResponderEncoding.HASH, ca.certificate)
+        .sign(ca.private_key, hashes.SHA256())
+        .public_bytes(Encoding.DER)
+    )  # fmt: skip
+    ca.revoke(leaf, reason="keyCompromise", when=now - _dt.timedelta(days=2))
+    with pytest.raises(CertificateRevokedError):
+        _check(checker, leaf, ca)
+    answer = ca.ocsp_response
+    ca.ocsp_response = lambda *_, **__: signed_yesterday  # type: ignore[method-assign]
+    with pytest.raises(CertificateRevokedError):
+        _check(checker, leaf, ca)
+    assert "is no later, and set aside" in _status(checker, leaf, ca).why[-1]
+    ca.ocsp_response = answer  # type: ignore[method-assign]
+    ca._revoked.clear()  # withdrawn: the next answer, issued now, says good
+    (status,) = _check(checker, leaf, ca)
+    assert status.status == "good"
+
+
+def test_a_renewed_issuer_certificate_does_not_make_the_revoked_certificate_another(
+    served: tuple[CA, RevocationServer],
+) -> None:
+    """h250: the memory was keyed by the issuer's certificate; a chain sent with the
+    issuer's renewed certificate (same name and key) made the revoked certificate a
+    stranger to it, and soft-fail let it in with the responder blocked. Twin: a
+    certificate of another issuer with the same serial is not refused for it."""
+    ca, responder = served
+    checker = mtls.RevocationChecker(RevocationPolicy(mode="soft", **AT_ONCE))
+    leaf = ca.issue_cert("localhost")
+    ca.revoke(leaf, reason="keyCompromise")
+    with pytest.raises(CertificateRevokedError):
+        _check(checker, leaf, ca)
+    renewed = (
+        x509.CertificateBuilder()
+        .subject_name(ca.certificate.subject)
+        .issuer_name(ca.certificate.subject)
+        .public_key(ca.certificate.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(ca.certificate.not_valid_before_utc)
+        .not_valid_after(ca.certificate.not_valid_after_utc + _dt.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca.private_key, hashes.SHA256())
+    )
+    responder.http_status = 503
+    with pytest.raises(CertificateRevokedError):
+        checker.check(
+            [leaf.certificate.public_bytes(Encoding.DER)],
+            [renewed.public_bytes(Encoding.DER)],
+            host="backend",
+        )
+    other = CA(name="kept answers other CA")
+    (status,) = checker.statuses(
+        [leaf.certificate.public_bytes(Encoding.DER)],
+        [other.certificate.public_bytes(Encoding.DER)],
+    )
+    assert status.status != "revoked"
