@@ -35,7 +35,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from . import _bcfks, _bks, _dates, _der, _jks, _pkcs12, _purpose, _x509
+from . import _bcfks, _bks, _dates, _der, _jks, _pkcs12, _x509
 from ._budget import DIAGNOSIS_KDF_ITERATIONS, WorkBudget, WorkLimitError
 from ._entries import KeyEntry, Taken, alias_for, fold, unique_alias
 from ._entries import where as _where
@@ -1236,30 +1236,14 @@ class _Certs:
         was issued last (the latest notBefore, then notAfter, then the later in the
         file: a reissue keeps the original's end, or ends sooner, h242); of none valid
         now, the same order: the first in file order was the key's even when expired,
-        and peers refused the handshake (h239). A renewal that drops a TLS role (client
-        or server authentication, by its extended key usage) that a certificate valid
-        now and issued before it allows does not replace it while that one is valid
-        (h243: a renewal from a server template, put beside a client certificate, was
-        chosen, and every server refused the handshake; a restart served it)."""
+        and peers refused the handshake (h239)."""
         indexes = self._table(name).get(key)
         unused = [i for i in reversed(indexes or ()) if i not in self.used]  # file order
         if len(unused) < 2:
             return self._take(name, key)
         now = _dt.datetime.now(_dt.UTC)  # one instant for the whole choice
         currency = {index: self._currency(index, now) for index in unused}
-        valid = [index for index in unused if currency[index][0]]
-        roles = {index: self._roles(index) for index in valid}
-
-        def keeps_roles(index: int) -> bool:
-            # Every role of each valid certificate issued before this one, this allows.
-            return index not in roles or all(
-                roles[other] <= roles[index]
-                for other in valid
-                if currency[other][1:] < currency[index][1:]
-            )
-
-        best = max(unused, key=lambda index: (currency[index][0], keeps_roles(index),
-                                               *currency[index][1:]))  # fmt: skip
+        best = max(unused, key=currency.__getitem__)
         ahead = [
             moment
             for _, start, end, _ in currency.values()
@@ -1272,14 +1256,6 @@ class _Certs:
         indexes.remove(best)
         self.used.add(best)
         return best
-
-    def _roles(self, index: int) -> frozenset[str]:
-        """The TLS roles a certificate's extended key usage allows (both without one)."""
-        der = self.certs[index].der
-        allowed = [
-            role for role in ("client", "server") if _purpose.purpose_problem(der, role) is None
-        ]
-        return frozenset(allowed)
 
     def _currency(
         self, index: int, now: _dt.datetime

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 
 import mtls
 from mtls.testing import CA, MTLSServer
-from tests._helpers import PASSWORD, pem_keystore, same_key, whoami
+from tests._helpers import same_key, whoami
 
 PEM = serialization.Encoding.PEM
 NOW = dt.datetime.now(dt.UTC)
@@ -228,28 +228,3 @@ def test_a_byte_order_mark_on_any_block_and_a_begin_after_text(
     path.write_bytes(issuing.cert_pem + b"see: " + issuing.root.cert_pem)
     with pytest.raises(mtls.KeystoreFormatError, match="line has text before it on its line"):
         mtls.Truststore.load(path, None)
-
-
-@pytest.mark.parametrize("renewal_roles", ["server only", "both"])
-def test_a_renewal_that_drops_the_role_in_service_does_not_replace_it(
-    pki: tuple[CA, CA], renewal_roles: str
-) -> None:
-    """h243: a renewal from a server template (serverAuth only) beside a client
-    certificate still valid was chosen, being issued last, and every server refused
-    the handshake (a restart served it too). A renewal keeps the roles of the
-    certificate it replaces, or waits for it to expire. Twin: a renewal for both roles
-    replaces it; and once the client-only one has expired, the renewal is chosen."""
-    issuing, _ = pki
-    client = issuing.issue_cert("gateway", server_auth=False)
-    renewal = same_key(issuing, client, not_before=NOW - dt.timedelta(minutes=5),
-                       client_auth=renewal_roles == "both")  # fmt: skip
-    pem = pem_keystore(client, client.certificate, renewal)
-    chosen = mtls.Keystore.from_bytes(pem, PASSWORD).key_entry()[2][0]
-    expected = renewal if renewal_roles == "both" else client.certificate
-    assert chosen == expected.public_bytes(serialization.Encoding.DER)
-    # The client-only certificate expired: the renewal it no longer blocks is the key's.
-    expired = same_key(issuing, client, not_before=NOW - dt.timedelta(days=9),
-                       not_after=NOW - dt.timedelta(days=1), server_auth=False)  # fmt: skip
-    pem = pem_keystore(client, expired, renewal)
-    chosen = mtls.Keystore.from_bytes(pem, PASSWORD).key_entry()[2][0]
-    assert chosen == renewal.public_bytes(serialization.Encoding.DER)
