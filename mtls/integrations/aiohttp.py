@@ -641,7 +641,13 @@ class MTLSClientSession:
             wanted = await _ssl_off_the_loop(self.profile_set, _origin(req.url), self.client_id)
             if wanted is not chosen and not self._rotated_since(first, req.url, wanted, source):
                 raise _redirect_refused(first, req.url, chosen, wanted)
-            return await handler(req)
+            # This hop's connection is another port's (its revocation statuses go under
+            # that port's profile: h251, they went under the first hop's).
+            dialled = DIALLED_PORT.set(req.url.port)
+            try:
+                return await handler(req)
+            finally:
+                DIALLED_PORT.reset(dialled)
 
         # Not a coroutine of its own: a hop that passes is the handler's coroutine,
         # awaited by aiohttp as it would be without this middleware (every request

@@ -413,3 +413,78 @@ def test_a_renewed_issuer_certificate_does_not_make_the_revoked_certificate_anot
         [other.certificate.public_bytes(Encoding.DER)],
     )
     assert status.status != "revoked"
+
+
+@pytest.mark.parametrize("client", ["httpx-async", "aiohttp"])
+def test_a_redirect_to_another_port_shows_its_status_under_that_port(
+    served: tuple[CA, RevocationServer], tmp_path, client: str
+) -> None:
+    """h251: an aiohttp redirect from a good backend's port to a revoked one's filed the
+    revoked status under the first port's profile. Each hop says its own port. Twin:
+    the good backend's profile shows its own certificate only."""
+    import asyncio
+    import http.server
+    import ssl
+    import threading
+
+    ca, _ = served
+    good, bad = ca.issue_cert("localhost"), ca.issue_cert("localhost")
+    ca.revoke(bad, reason="keyCompromise")
+    trust = write_trust(ca, tmp_path / "trust.jks")
+    with MTLSServer(bad, require_client_cert=False) as b:
+
+        class Redirect(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(302)
+                self.send_header("Location", f"https://localhost:{b.port}/")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        a = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        good.configure_cert(tls)
+        a.socket = tls.wrap_socket(a.socket, server_side=True)
+        threading.Thread(target=a.serve_forever, daemon=True).start()
+        a_port = a.server_address[1]
+        profiles = mtls.SSLProfileSet(
+            [
+                mtls.SSLProfile(
+                    servers=(f"localhost:{port}",),
+                    truststore=mtls.StoreConfig(location=trust, password=PASSWORD),
+                )
+                for port in (a_port, b.port)
+            ],
+            revocation=RevocationPolicy(mode="soft"),
+            reload_interval=None,
+        )
+
+        async def follow() -> None:
+            if client == "httpx-async":
+                from mtls.integrations.httpx import async_client
+
+                async with async_client(profiles, follow_redirects=True) as http_client:
+                    await http_client.get(f"https://localhost:{a_port}/")
+                return
+            from mtls.integrations.aiohttp import MTLSClientSession
+
+            async with MTLSClientSession(profiles) as session:
+                async with session.get(f"https://localhost:{a_port}/") as answer:
+                    await answer.read()
+
+        try:
+            with profiles:
+                with pytest.raises(CertificateRevokedError):
+                    asyncio.run(follow())
+                shown = {
+                    entry.servers[0]: {s.serial: s.status for s in entry.revocation.statuses}
+                    for entry in profiles.status().profiles
+                    if entry.revocation is not None
+                }
+        finally:
+            a.shutdown()
+            a.server_close()
+    assert shown[f"localhost:{a_port}"] == {good.serial_number: "good"}, shown
+    assert shown[f"localhost:{b.port}"] == {bad.serial_number: "revoked"}, shown
