@@ -984,10 +984,13 @@ class Keystore(_StoreBase):
             path: the file to write (replaced atomically if it exists).
             password: the store password (PKCS#12 MAC and encryption, JKS integrity
                 check, the PEM key's encryption; ``""`` writes a PEM key unencrypted).
-            store_type: ``"JKS"``, ``"PKCS12"`` or ``"PEM"``. By default, the format
-                the file's name says (``.p12``/``.pfx``: PKCS12, ``.jks``: JKS,
-                ``.pem``: PEM), else PKCS12 for a store read from PKCS#12 (as keytool
-                keeps a store's type; JKS when ``key_password`` differs), else JKS.
+            store_type: ``"JKS"``, ``"PKCS12"`` or ``"PEM"``. By default: written
+                back to the file it was read from, the format read (as keytool keeps a
+                store's type in place; JKS for JCEKS and the Bouncy Castle formats);
+                else the format the file's name says (``.p12``/``.pfx``: PKCS12,
+                ``.jks``: JKS, ``.pem``: PEM); else PKCS12 for a store read from
+                PKCS#12; else JKS (JKS too where PKCS12 is not named and
+                ``key_password`` differs).
             key_password: JKS only: the password protecting every key entry (default:
                 ``password``). PKCS#12 has one password, as keytool writes it: a
                 different one is a ``ValueError``.
@@ -1016,7 +1019,11 @@ class Keystore(_StoreBase):
                 store is written to a temporary file beside it, then renamed).
         """
         kind = write_format(
-            store_type, path, self.store_type, one_password=_one_password(password, key_password)
+            store_type,
+            path,
+            self.store_type,
+            read_from=self.path,
+            one_password=_one_password(password, key_password),
         )
         data = self._bytes(password, kind, key_password, target=path, passwordless=passwordless)
         # An unencrypted key (PEM without a password) keeps no group access of the file
@@ -1349,9 +1356,10 @@ class Truststore(_StoreBase):
                 clear under a MAC keyed by the empty password (keytool reads it with or
                 without ``-storepass ""``).
             store_type: ``"JKS"``, ``"PKCS12"`` or ``"PEM"`` (a CA bundle). By
-                default, the format the file's name says (``.p12``/``.pfx``: PKCS12,
-                ``.jks``: JKS, ``.pem``/``.crt``/``.cer``: PEM), else PKCS12 for a store
-                read from PKCS#12, else JKS.
+                default: written back to the file it was read from, the format read;
+                else the format the file's name says (``.p12``/``.pfx``: PKCS12,
+                ``.jks``: JKS, ``.pem``/``.crt``/``.cer``: PEM); else PKCS12 for a
+                store read from PKCS#12; else JKS.
             passwordless: PKCS12 only: the JDK's password-less format (no MAC,
                 certificates not encrypted; ``password`` unused), which Java opens
                 without a password, as keytool keeps a store it read so
@@ -1365,7 +1373,7 @@ class Truststore(_StoreBase):
                 :meth:`Keystore.save` (the error's ``alias`` names the entry).
             OSError: the file cannot be written, as for :meth:`Keystore.save`.
         """
-        kind = write_format(store_type, path, self.store_type, bundle=True)
+        kind = write_format(store_type, path, self.store_type, read_from=self.path, bundle=True)
         data = self._bytes(password, kind, target=path, passwordless=passwordless)
         atomic_write(path, data, mode=None)
 

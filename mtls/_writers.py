@@ -60,27 +60,40 @@ def write_format(
     target: str | os.PathLike[str] | None,
     read_as: str | None,
     *,
+    read_from: str | None = None,
     bundle: bool = False,
     one_password: bool = True,
 ) -> str:
-    """The format a store is written in: ``store_type`` when given; else the one the
-    file's name says (``.p12``/``.pfx`` PKCS12, ``.jks`` JKS, ``.pem`` PEM, and for a
-    truststore, ``bundle``, ``.crt``/``.cer`` PEM); else PKCS12 or JKS when the store
-    was read as that (``read_as``), as keytool and Java's ``KeyStore.store`` keep a
-    store's type; else JKS. A store read from a ``.p12`` and saved back kept its name
-    and was written as JKS, which a profile's ``<Type>PKCS12</Type>`` then failed to
-    open. PEM, which keytool never writes, only by name (h248: a CA bundle saved as
-    "client-truststore" became PEM, which keytool could not open); PKCS12 kept only
-    with ``one_password`` (no separate key password, which only JKS holds: such a
-    save wrote JKS before, and still does)."""
+    """The format a store is written in: ``store_type`` when given; else, written back
+    to the file it was read from (``read_from``), the format read (``read_as``; JKS
+    for JCEKS and the Bouncy Castle formats, which are not written), as keytool keeps
+    a store's type in place (h252: a PKCS#12 truststore keytool made as
+    "client-truststore.crt" was rewritten as PEM by its name, and Java could no longer
+    open it); else the format the file's name says (``.p12``/``.pfx``/``.pkcs12``
+    PKCS12, ``.jks`` JKS, ``.pem`` PEM, and for a truststore, ``bundle``,
+    ``.crt``/``.cer`` PEM); else PKCS12 when the store was read as that; else JKS. A
+    separate key password, which only JKS holds (``one_password`` false), keeps JKS
+    where PKCS12 would be chosen but by name."""
     if store_type is not None:
         return check_store_type(str(store_type))
+    if target is not None and read_from is not None and _same_file(target, read_from):
+        if read_as in ("PEM", "JKS") or (read_as == "PKCS12" and one_password):
+            return read_as
+        return "JKS"
     if target is not None:
         suffix = os.path.splitext(os.fsdecode(target))[1].lower()
         named = NAMED_FORMATS.get(suffix) or (_BUNDLE_NAMES.get(suffix) if bundle else None)
         if named is not None:
             return named
     return "PKCS12" if read_as == "PKCS12" and one_password else "JKS"
+
+
+def _same_file(target: str | os.PathLike[str], read_from: str) -> bool:
+    """Whether ``target`` names the file ``read_from`` does (through links too)."""
+    try:
+        return os.path.samefile(target, read_from)
+    except (OSError, ValueError):
+        return os.path.abspath(os.fsdecode(target)) == os.path.abspath(read_from)
 
 
 def check_encodable(*passwords: str | None) -> None:

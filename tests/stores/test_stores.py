@@ -562,6 +562,25 @@ def test_save_writes_the_format_the_name_says_else_the_one_read(
     assert _keytool_type(any_keytool, tmp_path / "gateway.keystore") == "JKS"
     read.save(tmp_path / "two-passwords", PASSWORD, key_password=PASSWORD + "-key")
     assert _keytool_type(any_keytool, tmp_path / "two-passwords") == "JKS"
+    # Written back in place, a store keeps its format, whatever its name says, as
+    # keytool keeps it (h252: a PKCS#12 truststore keytool made as "client-truststore
+    # .crt" became PEM, which Java could not open; a JKS named .p12 with a key password
+    # was refused, and rewritten as PKCS#12 by the advice).
+    made = tmp_path / "client-truststore.crt"
+    run_keytool(any_keytool, "-importcert", "-keystore", str(made), "-storepass", PASSWORD,
+                "-alias", "ca", "-file", str(tmp_path / "ca.crt"))  # fmt: skip
+    assert _keytool_type(any_keytool, made) == "PKCS12"
+    in_place = mtls.Truststore.load(made, PASSWORD)
+    in_place.add("another", pki.other_root.cert)
+    in_place.save(made, PASSWORD)
+    assert _keytool_type(any_keytool, made) == "PKCS12"
+    misnamed = tmp_path / "wso2carbon.p12"
+    ks.save(misnamed, PASSWORD, store_type="JKS", key_password=PASSWORD + "-key")
+    mtls.Keystore.load(misnamed, PASSWORD, key_password=PASSWORD + "-key").save(
+        misnamed, PASSWORD, key_password=PASSWORD + "-key"
+    )
+    assert _keytool_type(any_keytool, misnamed) == "JKS"
+    assert mtls.Keystore.load(misnamed, PASSWORD, key_password=PASSWORD + "-key").key_aliases
     with pytest.raises(ValueError, match="JCEKS is read, not written"):
         ks.save(tmp_path / "x.jceks", PASSWORD, store_type="JCEKS")  # type: ignore[arg-type]
 
