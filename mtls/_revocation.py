@@ -416,8 +416,9 @@ class RevocationChecker:
         self._cache: collections.OrderedDict[tuple[str, int], tuple[float, CertificateStatus]]
         self._cache = collections.OrderedDict()
         # (URL, issuer) -> (fresh until (monotonic), downloaded at (UTC), the list): used
-        # as it is while fresh (cache_delay at most), and kept until its own nextUpdate
-        # to answer when the distribution point cannot (docs/health.md, h247).
+        # as it is while fresh (cache_delay at most), then, when the distribution point
+        # cannot give a new one, until its own nextUpdate to refuse what it lists
+        # (docs/health.md, h247).
         self._crls: collections.OrderedDict[
             tuple[str, bytes], tuple[float, _dt.datetime, x509.CertificateRevocationList]
         ]
