@@ -49,7 +49,14 @@ from ._readers import (
 )
 from ._secret import Secret, as_secret, reveal, scrub_tracebacks
 from ._types import KeyType, WriteFormat, check_flag
-from ._writers import keystore_bytes, to_der, truststore_bytes, write_format
+from ._writers import (
+    FileIdentity,
+    file_identity,
+    keystore_bytes,
+    to_der,
+    truststore_bytes,
+    write_format,
+)
 
 if TYPE_CHECKING:
     from ._config import StoreConfig
@@ -143,6 +150,10 @@ class _StoreBase:
         self.store_type: str | None = None
         #: The file it was read from, or None.
         self.path: str | None = None
+        # The file load() read, as found then (absolute path, device, inode): what a
+        # save() to the same file keeps the format of (h253: a relative path compared
+        # after a chdir; a from_bytes label taken for a file read).
+        self._read_from: FileIdentity | None = None
         # What mtls read from the file but the JDK's reader (keytool, WSO2's gateway)
         # does not (Parsed.java_notes): one sentence each, for mtls check.
         self._java_notes: tuple[str, ...] = ()
@@ -403,7 +414,7 @@ class Keystore(_StoreBase):
                 8 MiB (docs/security.md, "Limits").
             KeystoreError: the file cannot be read (permissions, a directory).
         """
-        return cls._read(
+        store = cls._read(
             read_store_file(path),
             password,
             key_password=key_password,
@@ -411,6 +422,8 @@ class Keystore(_StoreBase):
             allow_unprotected=allow_unprotected,
             path=os.fsdecode(path),
         )
+        store._read_from = file_identity(path)
+        return store
 
     @classmethod
     @scrub_tracebacks
@@ -532,10 +545,12 @@ class Keystore(_StoreBase):
             KeystoreNotFoundError, WrongPasswordError, KeystoreFormatError: as for
                 :meth:`load`.
         """
-        return cls._read(
+        store = cls._read(
             read_store_file(path), password, store_type=store_type, path=os.fsdecode(path),
             allow_unprotected=allow_unprotected, with_keys=False,
         )  # fmt: skip
+        store._read_from = file_identity(path)
+        return store
 
     # -- building
 
@@ -1022,7 +1037,7 @@ class Keystore(_StoreBase):
             store_type,
             path,
             self.store_type,
-            read_from=self.path,
+            read_from=self._read_from,
             one_password=_one_password(password, key_password),
         )
         data = self._bytes(password, kind, key_password, target=path, passwordless=passwordless)
@@ -1151,13 +1166,15 @@ class Truststore(_StoreBase):
             KeystoreFormatError: not a readable store, no certificates in it, or a
                 file without an integrity check where one was promised.
         """
-        return cls._read(
+        store = cls._read(
             read_store_file(path),
             password,
             store_type=store_type,
             allow_unprotected=allow_unprotected,
             path=os.fsdecode(path),
         )
+        store._read_from = file_identity(path)
+        return store
 
     @classmethod
     @scrub_tracebacks
@@ -1373,7 +1390,9 @@ class Truststore(_StoreBase):
                 :meth:`Keystore.save` (the error's ``alias`` names the entry).
             OSError: the file cannot be written, as for :meth:`Keystore.save`.
         """
-        kind = write_format(store_type, path, self.store_type, read_from=self.path, bundle=True)
+        kind = write_format(
+            store_type, path, self.store_type, read_from=self._read_from, bundle=True
+        )
         data = self._bytes(password, kind, target=path, passwordless=passwordless)
         atomic_write(path, data, mode=None)
 

@@ -55,25 +55,41 @@ def check_store_type(store_type: str) -> str:
 _BUNDLE_NAMES = {".crt": "PEM", ".cer": "PEM"}
 
 
+#: A file as load() found it: (absolute path, device, inode); device and inode are
+#: ``None`` where it could not be looked at.
+FileIdentity = tuple[str, int | None, int | None]
+
+
+def file_identity(path: str | os.PathLike[str]) -> FileIdentity:
+    """``path`` as it is now: its absolute path (from the working directory now), and
+    its device and inode (through links)."""
+    absolute = os.path.abspath(os.fsdecode(path))
+    try:
+        found = os.stat(path)
+    except (OSError, ValueError):
+        return absolute, None, None
+    return absolute, found.st_dev, found.st_ino
+
+
 def write_format(
     store_type: str | None,
     target: str | os.PathLike[str] | None,
     read_as: str | None,
     *,
-    read_from: str | None = None,
+    read_from: FileIdentity | None = None,
     bundle: bool = False,
     one_password: bool = True,
 ) -> str:
     """The format a store is written in: ``store_type`` when given; else, written back
-    to the file it was read from (``read_from``), the format read (``read_as``; JKS
-    for JCEKS and the Bouncy Castle formats, which are not written), as keytool keeps
-    a store's type in place (h252: a PKCS#12 truststore keytool made as
-    "client-truststore.crt" was rewritten as PEM by its name, and Java could no longer
-    open it); else the format the file's name says (``.p12``/``.pfx``/``.pkcs12``
-    PKCS12, ``.jks`` JKS, ``.pem`` PEM, and for a truststore, ``bundle``,
-    ``.crt``/``.cer`` PEM); else PKCS12 when the store was read as that; else JKS. A
-    separate key password, which only JKS holds (``one_password`` false), keeps JKS
-    where PKCS12 would be chosen but by name."""
+    to the file it was read from (``read_from``, as :func:`file_identity` found it at
+    the load), the format read (``read_as``; JKS for JCEKS and the Bouncy Castle
+    formats, which are not written), as keytool keeps a store's type in place (h252: a
+    PKCS#12 truststore keytool made as "client-truststore.crt" was rewritten as PEM by
+    its name, and Java could no longer open it); else the format the file's name says
+    (``.p12``/``.pfx``/``.pkcs12`` PKCS12, ``.jks`` JKS, ``.pem`` PEM, and for a
+    truststore, ``bundle``, ``.crt``/``.cer`` PEM); else PKCS12 when the store was read
+    as that; else JKS. A separate key password, which only JKS holds (``one_password``
+    false), keeps JKS where PKCS12 would be chosen but by name."""
     if store_type is not None:
         return check_store_type(str(store_type))
     if target is not None and read_from is not None and _same_file(target, read_from):
@@ -88,12 +104,14 @@ def write_format(
     return "PKCS12" if read_as == "PKCS12" and one_password else "JKS"
 
 
-def _same_file(target: str | os.PathLike[str], read_from: str) -> bool:
-    """Whether ``target`` names the file ``read_from`` does (through links too)."""
-    try:
-        return os.path.samefile(target, read_from)
-    except (OSError, ValueError):
-        return os.path.abspath(os.fsdecode(target)) == os.path.abspath(read_from)
+def _same_file(target: str | os.PathLike[str], read_from: FileIdentity) -> bool:
+    """Whether ``target`` is the file that was read: the same absolute path as at the
+    load (a file replaced there since included), or the same device and inode (another
+    name for it: a link)."""
+    now = file_identity(target)
+    if now[1] is not None and read_from[1] is not None:
+        return now[1:] == read_from[1:] or now[0] == read_from[0]
+    return now[0] == read_from[0]
 
 
 def check_encodable(*passwords: str | None) -> None:

@@ -581,6 +581,25 @@ def test_save_writes_the_format_the_name_says_else_the_one_read(
     )
     assert _keytool_type(any_keytool, misnamed) == "JKS"
     assert mtls.Keystore.load(misnamed, PASSWORD, key_password=PASSWORD + "-key").key_aliases
+    # "The file read" is the one load() read, as found then (h253): not a from_bytes
+    # label, and not the same name in another directory after a chdir.
+    mtls.Truststore.from_bytes(made.read_bytes(), PASSWORD, path=str(made)).save(made, PASSWORD)
+    assert made.read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")  # by its name
+    run_keytool(any_keytool, "-importcert", "-keystore", str(tmp_path / "rel.crt"),
+                "-storepass", PASSWORD, "-alias", "ca", "-file", str(tmp_path / "ca.crt"))  # fmt: skip
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    previous = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        relative = mtls.Truststore.load("rel.crt", PASSWORD)
+        os.chdir(elsewhere)
+        relative.save(tmp_path / "rel.crt", PASSWORD)  # the file read: PKCS#12 kept
+        relative.save("rel.crt", PASSWORD)  # another file, of that name: PEM
+    finally:
+        os.chdir(previous)
+    assert _keytool_type(any_keytool, tmp_path / "rel.crt") == "PKCS12"
+    assert (elsewhere / "rel.crt").read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
     with pytest.raises(ValueError, match="JCEKS is read, not written"):
         ks.save(tmp_path / "x.jceks", PASSWORD, store_type="JCEKS")  # type: ignore[arg-type]
 
