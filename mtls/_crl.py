@@ -50,6 +50,25 @@ def crl_next_update(crl: x509.CertificateRevocationList) -> _dt.datetime | None:
     return _dates.utc_time(lambda: crl.next_update_utc)
 
 
+def crl_number(crl: x509.CertificateRevocationList) -> int | None:
+    """A list's CRLNumber (RFC 5280 5.2.3: grows with each list its issuer publishes),
+    or ``None``: it has none, or it cannot be read."""
+    try:
+        return int(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
+    except (x509.ExtensionNotFound, ValueError, TypeError):
+        return None
+
+
+def later_list(one: x509.CertificateRevocationList, other: x509.CertificateRevocationList) -> bool:
+    """Whether ``one`` was published after ``other`` (both of one issuer): by their
+    CRLNumbers where both have one (a CA whose clock was set back still numbers its
+    lists up: h253), else by thisUpdate."""
+    numbers = crl_number(one), crl_number(other)
+    if numbers[0] is not None and numbers[1] is not None:
+        return numbers[0] > numbers[1]
+    return crl_this_update(one) > crl_this_update(other)
+
+
 def crl_revoked_on(entry: x509.RevokedCertificate) -> _dt.datetime:
     """When a listed certificate was revoked, year 0 as :data:`mtls._dates.YEAR_ZERO`."""
     return _dates.utc_time(lambda: entry.revocation_date_utc)

@@ -98,8 +98,10 @@ from ._crl import (
     _now,
     _pairs,
     crl_next_update,
+    crl_number,
     crl_revoked_on,
     crl_this_update,
+    later_list,
 )
 from ._errors import (
     CertificateRevokedError,
@@ -361,6 +363,8 @@ class _Answer:
     note: str | None = None
     #: When the answer was issued (the response's or the list's thisUpdate).
     this_update: _dt.datetime | None = None
+    #: The list's CRLNumber, for an answer from a CRL that has one.
+    number: int | None = None
 
 
 def _status_key(cert: x509.Certificate, issuer: x509.Certificate) -> tuple[str, int]:
@@ -372,17 +376,16 @@ def _status_key(cert: x509.Certificate, issuer: x509.Certificate) -> tuple[str, 
 
 
 def _revocation_key(cert: x509.Certificate, issuer: x509.Certificate) -> tuple[bytes, int]:
-    """What a revocation is remembered under: the issuer's name and key (as an OCSP
-    CertID names it) and the serial, whichever certificate of that issuer the chain
-    holds."""
-    digest = hashlib.sha256(issuer.subject.public_bytes())
+    """What a revocation is remembered under: the issuer's key and the serial, whichever
+    certificate of that issuer the chain holds (renewed, cross-signed, its name
+    encoded otherwise: h250, h253)."""
     try:
-        digest.update(issuer.public_key().public_bytes(
+        key = issuer.public_key().public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        ))  # fmt: skip
+        )
     except (ValueError, UnsupportedAlgorithm):  # a key cryptography cannot read
-        digest.update(issuer.public_bytes(serialization.Encoding.DER))
-    return digest.digest(), cert.serial_number
+        key = issuer.public_bytes(serialization.Encoding.DER)
+    return hashlib.sha256(key).digest(), cert.serial_number
 
 
 def _live_now() -> Callable[[tuple[float, CertificateStatus]], bool]:
@@ -398,6 +401,31 @@ def _live_now() -> Callable[[tuple[float, CertificateStatus]], bool]:
         return entry[0] > mono and (until is None or until > wall)
 
     return live
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Revoked:
+    """A revocation found: its status, the answer's thisUpdate and CRLNumber, and when
+    it came."""
+
+    status: CertificateStatus
+    issued: _dt.datetime | None
+    number: int | None
+    came: _dt.datetime
+
+    def undone_by(self, answer: _Answer) -> bool:
+        """Whether a "good" ``answer`` was issued after the one that revoked: by the
+        lists' CRLNumbers where both have one (a later list of the issuer that drops
+        the entry: a lifted hold, a CA whose clock was set back, a mirror that served
+        an old list first: h253); else by thisUpdate, the revoking answer's taken no
+        earlier than the clock skew before it came (an answer dated back, as a
+        response signed before a revocation dated back to a compromise, is no later
+        than one replayed from before it: h250)."""
+        if self.number is not None and answer.number is not None:
+            return answer.number > self.number
+        if answer.this_update is None:
+            return False
+        return answer.this_update > max(self.issued or self.came, self.came - CLOCK_SKEW)
 
 
 class RevocationChecker:
@@ -431,9 +459,8 @@ class RevocationChecker:
         # key, not its certificate: a renewed or cross-signed issuer's certificate in
         # the chain must not make the certificate another (h250; bounded as the status
         # cache is).
-        self._revoked: collections.OrderedDict[
-            tuple[bytes, int], tuple[CertificateStatus, _dt.datetime]
-        ] = collections.OrderedDict()
+        self._revoked: collections.OrderedDict[tuple[bytes, int], _Revoked]
+        self._revoked = collections.OrderedDict()
         self._gates: dict[tuple[str, int], _Flight] = {}
         # Whether this thread's last source asked went to the network (a CRL already
         # downloaded answers without: it spends none of the check's budget).
@@ -848,7 +875,7 @@ class RevocationChecker:
         with self._lock:
             known = self._revoked.get(_revocation_key(cert, issuer))
         if known is not None:
-            return dataclasses.replace(known[0], checked_at=now, valid_until=now)
+            return dataclasses.replace(known.status, checked_at=now, valid_until=now)
         return CertificateStatus(
             subject=cert.subject.rfc4514_string(),
             serial=cert.serial_number,
@@ -1057,17 +1084,13 @@ class RevocationChecker:
         with self._lock:
             known = self._revoked.get(revocation_key)
         if known is not None and (
-            answer is None
-            or (
-                answer.status == "good"
-                and (answer.this_update is None or answer.this_update <= known[1])
-            )
+            answer is None or (answer.status == "good" and not known.undone_by(answer))
         ):
             # No source answers now, or only with an answer issued no later than the
             # one that revoked it (replayed over plain http), and this certificate was
             # found revoked: a revocation is final (h247: soft-fail let it in once its
             # answer left the cache and its responder was down).
-            revoked, issued = known
+            revoked = known.status
             assert revoked.checked_at is not None
             set_aside = (
                 f"; the 'good' answer of {answer.source}, issued "
@@ -1075,13 +1098,14 @@ class RevocationChecker:
                 if answer is not None and answer.this_update is not None
                 else ""
             )
+            issued = f" issued {_shown_time(known.issued)}" if known.issued else ""
             return dataclasses.replace(
                 revoked,
                 why=(
                     *why,
                     f"revoked, as {revoked.source} said on {_shown_time(revoked.checked_at)} "
-                    f"in an answer issued {_shown_time(issued)}{set_aside}: a revocation "
-                    "is final until an answer issued later says otherwise",
+                    f"in an answer{issued}{set_aside}: a revocation is final until an "
+                    "answer issued later says otherwise",
                 ),
                 checked_at=now,
                 valid_until=now if incomplete else retry_at,
@@ -1118,12 +1142,9 @@ class RevocationChecker:
         )
         with self._lock:
             if status.status == "revoked" and status.reason != "certificateHold":
-                # When the answer was issued, but no earlier than the clock skew allowed
-                # before it came: an answer dated back (a response signed before a
-                # revocation dated back to a compromise) is no later than one
-                # replayed from before it (h250).
-                issued = max(answer.this_update or now, now - CLOCK_SKEW)
-                self._revoked[revocation_key] = (status, issued)
+                self._revoked[revocation_key] = _Revoked(
+                    status, answer.this_update, answer.number, now
+                )
                 self._revoked.move_to_end(revocation_key)
                 while len(self._revoked) > policy.cache_size:
                     self._revoked.popitem(last=False)
@@ -1241,8 +1262,9 @@ class RevocationChecker:
             # after the download, not after this check (h247: a revocation went unseen
             # for almost twice cache_delay).
             until = min(until, fetched + _dt.timedelta(seconds=self.policy.cache_delay))
+        number = crl_number(crl)
         if entry is None:
-            return _Answer("good", source, until, this_update=this_update)
+            return _Answer("good", source, until, this_update=this_update, number=number)
         try:
             reason_ext = next(
                 (e.value for e in entry.extensions if isinstance(e.value, x509.CRLReason)), None
@@ -1259,6 +1281,7 @@ class RevocationChecker:
             revoked_at=crl_revoked_on(entry),
             note=note,
             this_update=this_update,
+            number=number,
         )
 
     def _download_crl(
@@ -1321,32 +1344,41 @@ class RevocationChecker:
                 f"{url}: the CRL has a critical extension mtls does not process ({unknown}); "
                 "RFC 5280 5.2 says not to use it (OpenSSL refuses it as a CRL file too)"
             )
-        keep = min(
-            self.policy.cache_delay,
-            (
-                current_until(
-                    crl_this_update(crl), crl_next_update(crl), now, self.policy.cache_delay
-                )
-                - now
-            ).total_seconds(),
-        )
         fetched = _now()
         with self._lock:
             kept = self._crls.get(key)
-            # A list older than the one kept (replayed: signed, but superseded) answers
-            # nothing the kept one does not: the kept one answers while current, and
-            # is never replaced by it, nor by a list no longer current (its dates are
-            # judged by the caller, which refuses it): the kept one then no longer
-            # refused what it lists when the point was blocked (h250).
-            if kept is not None and crl_this_update(kept[2]) > crl_this_update(crl):
+            # A list published before the one kept (by CRLNumber, else thisUpdate: a
+            # replay, signed but superseded, or a lagging mirror) answers nothing the
+            # kept one does not: the kept one answers while current, confirmed by this
+            # download as the latest there is (fresh again: h253, every handshake
+            # downloaded again), and is never replaced by it, nor by a list no longer
+            # current (its dates are judged by the caller, which refuses it), or it no
+            # longer refused what it lists when the point was blocked (h250).
+            if kept is not None and later_list(kept[2], crl):
                 if not why_stale(crl_this_update(kept[2]), crl_next_update(kept[2]), now, "CRL"):
-                    return kept[2], kept[1], None
+                    crl = kept[2]
+                    self._keep_crl(key, crl, fetched, now)
             elif not why_stale(crl_this_update(crl), crl_next_update(crl), now, "CRL"):
-                self._crls[key] = (time.monotonic() + keep, fetched, crl)
-                self._crls.move_to_end(key)
-                while len(self._crls) > _CRL_CACHE_SIZE:
-                    self._crls.popitem(last=False)
+                self._keep_crl(key, crl, fetched, now)
         return crl, fetched, None
+
+    def _keep_crl(
+        self,
+        key: tuple[str, bytes],
+        crl: x509.CertificateRevocationList,
+        fetched: _dt.datetime,
+        now: _dt.datetime,
+    ) -> None:
+        """Keep ``crl`` (downloaded, or confirmed, at ``fetched``) fresh for cache_delay
+        at most (bounded; the lock held)."""
+        current = current_until(
+            crl_this_update(crl), crl_next_update(crl), now, self.policy.cache_delay
+        )
+        keep = min(self.policy.cache_delay, (current - now).total_seconds())
+        self._crls[key] = (time.monotonic() + keep, fetched, crl)
+        self._crls.move_to_end(key)
+        while len(self._crls) > _CRL_CACHE_SIZE:
+            self._crls.popitem(last=False)
 
 
 _CRL_CACHE_SIZE = 64  # downloaded CRLs kept (each up to MAX_CRL_BYTES)

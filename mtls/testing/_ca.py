@@ -442,6 +442,10 @@ class CA:
         self.crl_url = crl_url
         # serial -> (revocation time, reason): what crl() and openssl_index() report
         self._revoked: dict[int, tuple[_dt.datetime, x509.ReasonFlags | None]] = {}
+        # The CRLNumber of the last list made: it grows with each one (RFC 5280 5.2.3),
+        # as a CA's does (it was the count of revocations: a list made after a
+        # revocation was lifted had a lower number than the one before, h253).
+        self._crl_number = 0
         self._issued: dict[int, x509.Certificate] = {}
         self.name: str = name or f"mtls testing CA {secrets.token_hex(4)}"
         self.organization = organization
@@ -677,6 +681,10 @@ class CA:
         at = _aware(when, "when") if when is not None else _utcnow()
         self._revoked[serial] = (at.replace(microsecond=0), flag)
 
+    def _next_crl_number(self) -> int:
+        self._crl_number += 1
+        return self._crl_number
+
     def crl(
         self,
         *,
@@ -724,7 +732,7 @@ class CA:
             .issuer_name(self.certificate.subject)
             .last_update(start)
             .next_update(end)
-            .add_extension(x509.CRLNumber(len(self._revoked) + 1), critical=False)
+            .add_extension(x509.CRLNumber(self._next_crl_number()), critical=False)
             .add_extension(
                 x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(self._ski),
                 critical=False,

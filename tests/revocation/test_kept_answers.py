@@ -488,3 +488,50 @@ def test_a_redirect_to_another_port_shows_its_status_under_that_port(
             a.server_close()
     assert shown[f"localhost:{a_port}"] == {good.serial_number: "good"}, shown
     assert shown[f"localhost:{b.port}"] == {bad.serial_number: "revoked"}, shown
+
+
+def test_lists_are_ordered_by_their_numbers_and_a_newer_one_kept_is_not_downloaded_again(
+    served: tuple[CA, RevocationServer],
+) -> None:
+    """h253: lists were ordered by thisUpdate: a CA whose clock ran ahead, then was set
+    back, published a list revoking Y that looked older than the one kept, and Y was let
+    in; a lagging mirror's older list after a newer one made every handshake download
+    again; and a list that lifted a revocation, fetched after a mirror's older one that
+    listed it, was set aside. CRLNumbers order them. Twin: a fresh checker agrees."""
+    ca, responder = served
+    policy = RevocationPolicy(mode="hard", ocsp=False, cache_delay=1e-6, retry_failed_after=60)
+    checker = mtls.RevocationChecker(policy)
+    y = ca.issue_cert("localhost")
+    now = _dt.datetime.now(_dt.UTC)
+    ahead = ca.crl(last_update=now + _dt.timedelta(minutes=10))  # within the skew: taken
+    served_list = ca.crl
+    ca.crl = lambda **_: ahead  # type: ignore[method-assign]
+    (status,) = _check(checker, y, ca)
+    assert status.status == "good"
+    ca.revoke(y, reason="keyCompromise")
+    fixed = served_list(last_update=now - _dt.timedelta(minutes=1))  # clock set back
+    ca.crl = lambda **_: fixed  # type: ignore[method-assign]
+    with pytest.raises(CertificateRevokedError):
+        _check(checker, y, ca)
+    # A mirror serving the older list again, once the kept one is due: the kept one
+    # answers, confirmed fresh by the download (it was not: one download a handshake).
+    checker2 = mtls.RevocationChecker(
+        RevocationPolicy(mode="hard", ocsp=False, cache_delay=600, retry_failed_after=60)
+    )
+    with pytest.raises(CertificateRevokedError):
+        _check(checker2, y, ca)  # downloads "fixed"
+    ((key, (_, fetched, kept)),) = checker2._crls.items()
+    checker2._crls[key] = (0.0, fetched, kept)  # due again
+    checker2._cache.clear()
+    ca.crl = lambda **_: ahead  # type: ignore[method-assign]
+    before = len(responder.requests)
+    for _ in range(3):
+        with pytest.raises(CertificateRevokedError):
+            _check(checker2, y, ca)
+    assert len(responder.requests) - before == 1
+    # A list that lifts it, published after a mirror's older one that listed it.
+    ca._revoked.clear()
+    lifted = served_list(last_update=now - _dt.timedelta(hours=1))  # numbered later
+    ca.crl = lambda **_: lifted  # type: ignore[method-assign]
+    (status,) = _check(checker, y, ca)
+    assert status.status == "good"
