@@ -417,6 +417,25 @@ def signed_again(tbs: bytes, ca: CA) -> bytes:
     return _der.encode(_der.SEQUENCE, tbs + algorithm + bits)
 
 
+def recertified(
+    ca: CA, signer: CA, *, longer: _dt.timedelta = _dt.timedelta(0)
+) -> x509.Certificate:
+    """Another CA certificate for ``ca``'s name and key, signed by ``signer`` (``ca``
+    itself: a renewed root; an older root: a cross-signed twin), valid as ``ca``'s
+    and ``longer`` more."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(ca.certificate.subject)
+        .issuer_name(signer.certificate.subject)
+        .public_key(ca.certificate.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(ca.certificate.not_valid_before_utc)
+        .not_valid_after(ca.certificate.not_valid_after_utc + longer)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(signer.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+
+
 def same_key(
     ca: CA,
     identity: IssuedIdentity,

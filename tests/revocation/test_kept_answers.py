@@ -17,7 +17,6 @@ import datetime as _dt
 from collections.abc import Iterator
 
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -25,7 +24,7 @@ import mtls
 from mtls import CertificateRevokedError, RevocationPolicy, RevocationUnknownError
 from mtls._fetch import FetchError
 from mtls.testing import CA, IssuedIdentity, MTLSServer, RevocationServer
-from tests._helpers import PASSWORD, whoami, write_identity, write_trust
+from tests._helpers import PASSWORD, recertified, whoami, write_identity, write_trust
 
 # Every check asks its sources again: what a check does once cache_delay has passed.
 AT_ONCE = {"cache_delay": 1e-6, "retry_failed_after": 1e-6, "timeout": 5.0}
@@ -389,17 +388,7 @@ def test_a_renewed_issuer_certificate_does_not_make_the_revoked_certificate_anot
     ca.revoke(leaf, reason="keyCompromise")
     with pytest.raises(CertificateRevokedError):
         _check(checker, leaf, ca)
-    renewed = (
-        x509.CertificateBuilder()
-        .subject_name(ca.certificate.subject)
-        .issuer_name(ca.certificate.subject)
-        .public_key(ca.certificate.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(ca.certificate.not_valid_before_utc)
-        .not_valid_after(ca.certificate.not_valid_after_utc + _dt.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca.private_key, hashes.SHA256())
-    )
+    renewed = recertified(ca, ca, longer=_dt.timedelta(days=365))
     responder.http_status = 503
     with pytest.raises(CertificateRevokedError):
         checker.check(

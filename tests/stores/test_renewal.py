@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 import mtls
 from mtls.testing import CA, MTLSServer
-from tests._helpers import whoami
+from tests._helpers import recertified, whoami
 
 PEM = serialization.Encoding.PEM
 DER = serialization.Encoding.DER
@@ -509,17 +509,7 @@ def test_a_cross_signed_twin_of_the_root_goes_along(pki: tuple[CA, CA]) -> None:
     transition): keytool installs it; the twin is not a stranger."""
     root, issuing = pki
     old_root = CA(name="older root")
-    cross = (
-        x509.CertificateBuilder()
-        .subject_name(root.certificate.subject)
-        .issuer_name(old_root.certificate.subject)
-        .public_key(root.certificate.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(root.certificate.not_valid_before_utc)
-        .not_valid_after(root.certificate.not_valid_after_utc)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(old_root.private_key, hashes.SHA256())  # type: ignore[arg-type]
-    )
+    cross = recertified(root, old_root)
     store = _fresh()
     reply = issuing.sign_request(store.certificate_request())
     chain = store.install_reply("gw", [*reply, root.certificate, cross])
