@@ -1100,11 +1100,15 @@ def _dates_advice(report: Report, failure: Failure) -> str:
         start = _dt.datetime.fromisoformat(info["not_before"])
         end = _dt.datetime.fromisoformat(info["not_after"])
         if expired and end < current:
+            # A root must be replaced in the truststore; an intermediate's renewal is
+            # anchored by the root above it as well (h245: the advice said the
+            # truststore must hold the intermediate).
+            above = "" if info.get("self_signed") else " or a CA certificate above it"
             fix = (
                 "the backend must renew it and install the new one"
                 if index == 0
                 else "the backend must send a chain to the CA's current certificate, and "
-                f"{trust} must hold that certificate"
+                f"{trust} must hold that certificate{above}"
             )
             return (
                 f"{name} expired {_ago(end)}: {fix} (if that date is wrong, check this "

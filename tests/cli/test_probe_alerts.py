@@ -695,7 +695,23 @@ def test_an_expired_ca_in_the_chain_the_server_sends_is_named(tmp_path, capsys):
     message = report["error"]["message"]
     assert report["error"]["kind"] == "server_cert_expired"
     assert "CA certificate [1] of its chain CN=old root,O=mtls.testing expired on" in message
-    assert f"{trust} must hold that certificate" in message
+    assert f"{trust} must hold that certificate (" in message  # a root: replaced there
+
+
+def test_an_expired_intermediate_the_server_sends_is_named(tmp_path, capsys):
+    """An intermediate's renewal is anchored by the root the truststore holds: the
+    advice said the truststore must hold the intermediate (h245)."""
+    root = CA(name="current root")
+    old = root.create_child_ca(name="old intermediate", not_after=NOW - DAY)
+    trust = root.write_truststore(tmp_path / "trust.jks", PASSWORD)
+    leaf = old.issue_cert("localhost", not_after=NOW + 9 * DAY)
+    with MTLSServer(leaf, client_ca=root) as server:
+        code, report, _ = probe(capsys, server.port, root.issue_cert("gw"), trust, tmp_path)
+    assert code == 1
+    message = report["error"]["message"]
+    assert report["error"]["kind"] == "server_cert_expired"
+    assert "CA certificate [1] of its chain CN=old intermediate,O=mtls.testing expired" in message
+    assert f"{trust} must hold that certificate or a CA certificate above it" in message
 
 
 @pytest.mark.openssl
