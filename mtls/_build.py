@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -445,7 +445,7 @@ class Options:
     revocation: RevocationChecker | None = None  # the set's online check (one cache)
     # What the keystore's certificate is presented as: "client" (a profile set's),
     # or "server" (gRPC's server_credentials): what its key usages must allow.
-    identity: str = "client"
+    identity: Literal["client", "server"] = "client"
     # How close to its end a context build warns of the identity (the set's expiry
     # thresholds, as _context.WarnExpiry takes them); None: expiry_warnings=(), never.
     expiry_warning: WarnExpiry = EXPIRY_WARNINGS
@@ -675,7 +675,7 @@ class Builder:
         if cached is None:
             assert data is not None  # read above: the key was not cached
             try:
-                store = load_store(config, role, data=data)
+                store = load_store(config, role, data=data, purpose=self.options.identity)
             except MTLSError as exc:
                 self._failed[key] = by_content(exc)  # the same bytes fail the same
                 raise

@@ -18,7 +18,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn, Self
+from typing import Any, Literal, NoReturn, Self
 
 from ._build import AnchorInfo, Options, Served
 from ._config import (
@@ -236,7 +236,7 @@ class SSLProfileSet:
     _engine: Engine[Snapshot] | None = None
     # What its keystores' certificates are presented as ("server": gRPC's
     # server_credentials, through _presenting): what their key usages must allow.
-    _identity = "client"
+    _identity: Literal["client", "server"] = "client"
 
     def __init__(
         self,
@@ -635,7 +635,7 @@ class SSLProfileSet:
         weakref.finalize(self, close_finalized, engine)
 
     @classmethod
-    def _presenting(cls, identity: str, *args: Any, **kwargs: Any) -> Self:
+    def _presenting(cls, identity: Literal["client", "server"], *args: Any, **kwargs: Any) -> Self:
         """``SSLProfileSet(*args, **kwargs)`` whose keystores hold ``identity``
         (``"server"``: gRPC's ``server_credentials``) certificates: a replacement
         whose key usages forbid that role is refused, and expiry lines name it."""

@@ -35,7 +35,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from . import _bcfks, _bks, _dates, _der, _jks, _pkcs12, _x509
+from . import _bcfks, _bks, _dates, _der, _jks, _pkcs12, _purpose, _x509
 from ._budget import DIAGNOSIS_KDF_ITERATIONS, WorkBudget, WorkLimitError
 from ._entries import KeyEntry, Taken, alias_for, fold, unique_alias
 from ._entries import where as _where
@@ -410,6 +410,7 @@ def parse(
     declared: str | None,
     allow_unprotected: bool = False,
     key_alias: str | None = None,
+    purpose: str | None = None,
 ) -> Parsed:
     """Entries of one store. Passwords stay :class:`Secret` down to the call that uses them.
 
@@ -419,6 +420,11 @@ def parse(
     ``key_alias``: in a JKS, JCEKS, BKS or UBER store (where each key entry has its own
     password), read only that key entry (matched case-insensitively) and leave the
     others out, as keytool -importkeystore -srcalias does. Other formats read every key.
+
+    ``purpose``: the TLS role (``"client"`` or ``"server"``) the keystore's keys will
+    present in, where known. Of several certificates a PEM file holds for one key, one
+    peers accept in that role comes before a newer one they refuse in it
+    (:meth:`_Certs._take_current`).
     """
     check_flag("allow_unprotected", allow_unprotected)
     where = _where(path)
@@ -459,7 +465,13 @@ def parse(
         )
     if fmt == "PEM":
         return _parse_pem(
-            data, password, key_password, with_keys=with_keys, path=path, budget=budget
+            data,
+            password,
+            key_password,
+            with_keys=with_keys,
+            path=path,
+            budget=budget,
+            purpose=purpose,
         )
     bundle = der_certificates(data) or bundle_certificates(data, pem=False, where=where, path=path)
     taken = Taken()
@@ -1177,8 +1189,14 @@ class _Certs:
     string type, a key encoded differently), as every lookup did before.
     """
 
-    def __init__(self, certs: Sequence[_pkcs12.P12Cert]) -> None:
+    def __init__(self, certs: Sequence[_pkcs12.P12Cert], purpose: str | None = None) -> None:
         self.certs = certs
+        #: The TLS role the keys present in, where known (``"client"``, ``"server"``):
+        #: of a key's certificates, those peers accept in it come first.
+        self.purpose = purpose
+        #: (passed over, chosen): a key's newest valid certificate peers refuse in
+        #: :attr:`purpose`, and the one chosen instead (:meth:`_take_current`).
+        self.passed_over: list[tuple[int, int]] = []
         self.used: set[int] = set()
         # The certificates chains start from (a key's): a trusted certificate used as
         # an issuer only is still a trusted entry, as in Java.
@@ -1236,7 +1254,11 @@ class _Certs:
         was issued last (the latest notBefore, then notAfter, then the later in the
         file: a reissue keeps the original's end, or ends sooner, h242); of none valid
         now, the same order: the first in file order was the key's even when expired,
-        and peers refused the handshake (h239)."""
+        and peers refused the handshake (h239). Where the role is known
+        (:attr:`purpose`), of those valid now one peers accept in it comes before one
+        they refuse whatever the time (:func:`mtls._purpose.peers_refuse`: a renewal
+        issued without clientAuth): it was served after a restart, and every handshake
+        failed while the certificate before it was still good (h243)."""
         indexes = self._table(name).get(key)
         unused = [i for i in reversed(indexes or ()) if i not in self.used]  # file order
         if len(unused) < 2:
@@ -1244,9 +1266,12 @@ class _Certs:
         now = _dt.datetime.now(_dt.UTC)  # one instant for the whole choice
         currency = {index: self._currency(index, now) for index in unused}
         best = max(unused, key=currency.__getitem__)
+        newest = max(unused, key=lambda i: currency[i][:1] + currency[i][2:])
+        if newest != best and currency[best][0]:
+            self.passed_over.append((newest, best))
         ahead = [
             moment
-            for _, start, end, _ in currency.values()
+            for _, _, start, end, _ in currency.values()
             for moment in (start, end + _dt.timedelta(seconds=1))
             if moment > now
         ]
@@ -1259,16 +1284,18 @@ class _Certs:
 
     def _currency(
         self, index: int, now: _dt.datetime
-    ) -> tuple[bool, _dt.datetime, _dt.datetime, int]:
-        """(valid at ``now``, notBefore, notAfter, position) of a certificate; one that
-        cannot be read sorts first."""
+    ) -> tuple[bool, bool, _dt.datetime, _dt.datetime, int]:
+        """(valid at ``now``, fit for :attr:`purpose`, notBefore, notAfter, position) of
+        a certificate; one that cannot be read sorts first."""
+        der = self.certs[index].der
         try:
-            cert = _x509.load_cert(self.certs[index].der)
+            cert = _x509.load_cert(der)
             start, end = _dates.not_before(cert), _dates.not_after(cert)
         except (ValueError, TypeError):
             never = _dt.datetime.min.replace(tzinfo=_dt.UTC)
-            return False, never, never, index
-        return start <= now <= end, start, end, index
+            return False, False, never, never, index
+        fit = self.purpose is None or _purpose.peers_refuse(der, self.purpose) is None
+        return start <= now <= end, fit, start, end, index
 
     def _left(self) -> bool:
         return len(self.used) < len(self.certs)
@@ -1553,6 +1580,7 @@ def _parse_pem(
     with_keys: bool,
     path: str | os.PathLike[str] | None,
     budget: WorkBudget,
+    purpose: str | None = None,
 ) -> Parsed:
     where = _where(path)
     cert_ders: list[bytes] = []
@@ -1580,7 +1608,7 @@ def _parse_pem(
     # anchors, where OpenSSL's store keeps one and keytool refuses the copy (h239).
     cert_ders = list(dict.fromkeys(cert_ders))
     keys: list[KeyEntry] = []
-    index_of = _Certs([_pkcs12.P12Cert(None, der, None, False) for der in cert_ders])
+    index_of = _Certs([_pkcs12.P12Cert(None, der, None, False) for der in cert_ders], purpose)
     taken = Taken()
     if with_keys:
         secret = key_password if key_password is not None else password
@@ -1620,7 +1648,32 @@ def _parse_pem(
         for i, der in enumerate(cert_ders)
         if i not in index_of.used
     ]
+    for passed, chosen in index_of.passed_over:
+        _say_passed_over(where, cert_ders[passed], cert_ders[chosen], purpose)
     return Parsed("PEM", keys, certs, [], rechoose_at=index_of.rechoose_at)
+
+
+def _say_passed_over(where: str, passed: bytes, chosen: bytes, purpose: str | None) -> None:
+    """Warn that a key's newest certificate in a PEM file is not the one presented:
+    peers refuse it as a ``purpose`` certificate (:meth:`_Certs._take_current`)."""
+    assert purpose is not None  # only a known role passes a certificate over
+    found = _purpose.peers_refuse(passed, purpose)
+    problem, who, fix = found if found is not None else ("", "", "")
+    newer, older = _x509.load_cert(passed), _x509.load_cert(chosen)
+    log.warning(
+        "%s: the newest certificate for a key (%s, valid from %s) cannot serve as a TLS "
+        "%s certificate: %s, and %s; the one before it (%s, valid until %s) is "
+        "presented instead (%s)",
+        where,
+        _x509.subject_text(newer),
+        f"{_dates.not_before(newer):%Y-%m-%d %H:%M:%S} UTC",
+        purpose,
+        problem,
+        who,
+        _x509.subject_text(older),
+        f"{_dates.not_after(older):%Y-%m-%d %H:%M:%S} UTC",
+        fix,
+    )
 
 
 # Public as mtls.detect_format: reprs, tracebacks and pickles say so however it was

@@ -211,7 +211,7 @@ class ServerPlan:
             reading.checkpoint()
             # The keystore first: when password= opens neither store, its error is the
             # one to show (the truststore's would send the user after its own password).
-            keystore = load_store(s.keystore, "keystore", data=key_bytes)
+            keystore = load_store(s.keystore, "keystore", data=key_bytes, purpose="server")
             truststore = load_store(s.truststore, "truststore", data=trust_bytes)
             reading.checkpoint()
             return self._snapshot(generation, keystore, truststore, (key_digest, trust_digest))
@@ -290,7 +290,7 @@ class ServerPlan:
         if digest == served and not _rechoose_due(in_service):
             return _Judged(in_service, digest, None, None)  # unchanged: never judged again
         try:
-            store = load_store(config, role, data=data)
+            store = load_store(config, role, data=data, purpose="server")
             if digest == served and store.fingerprint == in_service.fingerprint:
                 # Read again when due, and the key's certificate is the same: what is
                 # in service stays (never judged again), due at the next moment its

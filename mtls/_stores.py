@@ -481,6 +481,7 @@ class Keystore(_StoreBase):
         path: str | None,
         with_keys: bool = True,
         key_alias: str | None = None,
+        purpose: Literal["client", "server"] | None = None,
     ) -> Self:
         data = store_bytes(data, "Keystore.from_bytes")
         parsed = parse(
@@ -493,6 +494,7 @@ class Keystore(_StoreBase):
             declared=store_type,
             allow_unprotected=allow_unprotected,
             key_alias=key_alias,
+            purpose=purpose,
         )
         return cls._from_parsed(parsed, path)
 
@@ -1473,15 +1475,27 @@ SET_BY: Final = "; set by "
 
 @overload
 def load_store(
-    config: StoreConfig, role: Literal["keystore"], *, data: bytes | None = None
+    config: StoreConfig,
+    role: Literal["keystore"],
+    *,
+    data: bytes | None = None,
+    purpose: Literal["client", "server"] | None = None,
 ) -> Keystore: ...
 @overload
 def load_store(
-    config: StoreConfig, role: Literal["truststore"], *, data: bytes | None = None
+    config: StoreConfig,
+    role: Literal["truststore"],
+    *,
+    data: bytes | None = None,
+    purpose: Literal["client", "server"] | None = None,
 ) -> Truststore: ...
 @scrub_tracebacks
 def load_store(
-    config: StoreConfig, role: StoreRole, *, data: bytes | None = None
+    config: StoreConfig,
+    role: StoreRole,
+    *,
+    data: bytes | None = None,
+    purpose: Literal["client", "server"] | None = None,
 ) -> Keystore | Truststore:
     """Open the store a :class:`~mtls.StoreConfig` names, as a profile's ``<KeyStore>`` is.
 
@@ -1496,6 +1510,10 @@ def load_store(
             (anchors only; no key password needed).
         data: the file's bytes when the caller has read them already (for example
             after checking they settled); ``None`` reads ``config.location``.
+        purpose: the TLS role a keystore's key presents in (``"client"``,
+            ``"server"``), where known: of several certificates a PEM keystore holds
+            for one key, one peers accept in that role is chosen before a newer one
+            they refuse in it (a warning says so).
 
     Returns:
         The :class:`Keystore` or :class:`Truststore`.
@@ -1516,13 +1534,14 @@ def load_store(
             raise store_open_error(config, role, exc) from cause
     try:
         if role == "keystore":
-            return Keystore.from_bytes(
+            return Keystore._read(
                 data,
                 config.password,
                 key_password=config.key_password,
                 store_type=config.type,
                 allow_unprotected=config.allow_unprotected,
-                path=shown,
+                path=_named(shown),
+                purpose=purpose,
             )
         return Truststore.from_bytes(
             data,

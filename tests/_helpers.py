@@ -442,11 +442,19 @@ def same_key(
     *,
     not_before: _dt.datetime | None = None,
     not_after: _dt.datetime | None = None,
+    server_auth: bool = True,
+    client_auth: bool = True,
 ) -> x509.Certificate:
     """Another certificate from ``ca`` for ``identity``'s key (a renewal, a reissue, or
-    the certificate it replaced), valid as given."""
+    the certificate it replaced), valid and for the TLS roles as given."""
     request = identity.keystore().certificate_request()
-    return ca.sign_request(request, not_before=not_before, not_after=not_after)[0]
+    return ca.sign_request(
+        request,
+        not_before=not_before,
+        not_after=not_after,
+        server_auth=server_auth,
+        client_auth=client_auth,
+    )[0]
 
 
 def pem_keystore(identity: IssuedIdentity, *certificates: x509.Certificate) -> bytes:

@@ -137,7 +137,7 @@ class _Stores:
         """The leaf's DER, the leaf (or why cryptography cannot read it: OpenSSL may
         serve it all the same) and the store's Java notes, read once per keystore."""
         if config not in self._leaves:
-            store = load_store(config, "keystore")
+            store = load_store(config, "keystore", purpose="client")
             try:
                 chain = store.key_entry(config.alias)[2]
             except KeyEntryError as exc:

@@ -937,7 +937,7 @@ def presented(
     """
     from .._stores import load_store  # noqa: PLC0415 - not for --help
 
-    store = load_store(config, "keystore")
+    store = load_store(config, "keystore", purpose="client")
     alias, _, chain = store.key_entry(config.alias)
     return alias, tuple(chain), other_chains(store, alias)
 

@@ -118,13 +118,13 @@ class HookedWait(threading.Event):
 
 def on_parse(monkeypatch, action: Callable[[bytes], object]) -> None:
     """Run ``action(data)`` at each keystore parse, before parsing."""
-    original = Keystore.from_bytes.__func__  # type: ignore[attr-defined]
+    original = Keystore._read.__func__  # type: ignore[attr-defined]
 
     def hooked(cls, data, *args, **kwargs):
         action(data)
         return original(cls, data, *args, **kwargs)
 
-    monkeypatch.setattr(Keystore, "from_bytes", classmethod(hooked))
+    monkeypatch.setattr(Keystore, "_read", classmethod(hooked))
 
 
 # --------------------------------------------------------------------------- 11.14 / 11.15

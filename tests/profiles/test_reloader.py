@@ -1471,13 +1471,13 @@ def test_a_store_that_failed_is_not_parsed_again_until_it_changes(setup, ca, mon
     from mtls import Keystore
 
     calls: list[int] = []
-    original = Keystore.from_bytes.__func__  # type: ignore[attr-defined]
+    original = Keystore._read.__func__  # type: ignore[attr-defined]
 
     def counting(cls, data, *args, **kwargs):
         calls.append(len(data))
         return original(cls, data, *args, **kwargs)
 
-    monkeypatch.setattr(Keystore, "from_bytes", classmethod(counting))
+    monkeypatch.setattr(Keystore, "_read", classmethod(counting))
     replace_atomically(keystore, b"\xfe\xed\xfe\xed" + b"garbage" * 100)
     for _ in range(3):
         assert profiles.reload() is False
@@ -2467,6 +2467,49 @@ def test_a_renewal_staged_in_a_pem_keystore_is_taken_once_valid(tmp_path, ca, ba
         renew_at = profiles._engine.snapshot.renew_at
         assert renew_at is not None and renew_at > dt.datetime.now(dt.UTC)  # no busy loop
         assert profiles.reload() is False
+
+
+@pytest.mark.parametrize("client_auth", [False, True])
+def test_a_pem_keystore_presents_the_certificate_servers_take(
+    tmp_path, ca, backend, caplog, client_auth
+):
+    """A PEM keystore with a key's certificate in service and a newer one for the key
+    issued without clientAuth (from a server template): every server refuses the newer
+    one, and after a restart it was the one presented, every handshake failing while
+    the one before it was good (h243). The set presents the one servers take, and
+    warns naming the newer one and why. The twin: a newer one with clientAuth is
+    presented, and nothing is said."""
+    current = ca.issue_cert("gen-role")
+    newer = same_key(
+        ca,
+        current,
+        not_before=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30),
+        client_auth=client_auth,
+    )
+    keystore = tmp_path / "gw.pem"
+    keystore.write_bytes(pem_keystore(current, *current.chain, newer))
+    trust = tmp_path / "trust.jks"
+    ca.write_truststore(trust, PASSWORD)
+    xml = tmp_path / "p.xml"
+    xml.write_text(profile_xml(profile(f"localhost:{backend.port}", keystore, trust)))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    with profiles:
+        (status,) = profiles.status().profiles
+        assert status.identity is not None
+        chosen = newer if client_auth else current.certificate
+        assert status.identity.serial == chosen.serial_number
+        assert profiles.status().healthy
+        assert cn_seen(profiles, backend.port) == "gen-role"  # the backend takes it
+    said = [r.getMessage() for r in caplog.records if "newest certificate" in r.getMessage()]
+    if client_auth:
+        assert said == []
+    else:
+        assert len(said) == 1, said
+        assert "its extended key usage lacks clientAuth (it allows serverAuth)" in said[0]
+        assert f"{keystore}: the newest certificate for a key (CN=gen-role" in said[0]
+        assert "is presented instead (reissue it for TLS client authentication)" in said[0]
 
 
 def test_a_pem_keystore_read_again_for_the_same_choice_applies_nothing(tmp_path, ca, backend):

@@ -1277,6 +1277,29 @@ def test_a_renewal_staged_in_a_pem_keystore_is_served_once_valid(estate: Estate)
         refused(port, estate.client(trust=CA(name="another server CA")))
 
 
+@pytest.mark.parametrize("server_auth", [False, True])
+def test_a_pem_keystore_serves_the_certificate_clients_take(
+    estate: Estate, server_auth: bool
+) -> None:
+    """A server's PEM keystore with its certificate in service and a newer one for the
+    key issued without serverAuth (h243): every client refuses the newer one, which a
+    restart served. The one clients take is served; the twin, a newer one with
+    serverAuth, is served. A client that does not trust the CA is refused either way."""
+    current = estate.server_ca.issue_cert("localhost", "127.0.0.1")
+    newer = same_key(
+        estate.server_ca,
+        current,
+        not_before=datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=30),
+        server_auth=server_auth,
+    )
+    estate.keystore.write_bytes(pem_keystore(current, *current.chain, newer))
+    chosen = newer if server_auth else current.certificate
+    with estate.server() as server, stdlib_server(server.context) as port:
+        assert get(port, estate.client())[1] == chosen.serial_number
+        assert server.status().healthy
+        refused(port, estate.client(trust=CA(name="another server CA")))
+
+
 def test_a_pem_keystore_read_again_for_the_same_choice_changes_nothing(estate: Estate) -> None:
     """An older certificate for the key, beside the one in service, expires: the file
     is read again then (the choice may change), the same certificate is chosen, and
