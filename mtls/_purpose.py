@@ -9,7 +9,7 @@ warning), each with who and the fix.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -125,13 +125,15 @@ def usage_warning(der: bytes, role: str) -> tuple[str, str, str] | None:
         # An EC or EdDSA key enciphers nothing, and no cipher suite OpenSSL offers uses
         # a static ECDH key: without digitalSignature it signs no TLS 1.2 key exchange,
         # and the server's own OpenSSL finds "no shared cipher" for every TLS 1.2
-        # client, Go's included; in TLS 1.3 GnuTLS clients refuse it, and OpenSSL's and
-        # Java's when no usage of theirs is allowed (keyAgreement or keyEncipherment
-        # alone was installed silently, and nonRepudiation alone said Go took it, h203).
+        # client, Go's included; in TLS 1.3 GnuTLS and Java clients refuse it (Java
+        # wants digitalSignature of every server certificate that signs, whatever else
+        # it allows: java_client_refuses, h254), and OpenSSL's when no usage of theirs
+        # is allowed (keyAgreement or keyEncipherment alone was installed silently,
+        # and nonRepudiation alone said Go took it, h203).
         return (
             "its key usage has no digitalSignature, which its key (EC or EdDSA) needs "
             "to sign the handshake: every TLS 1.2 handshake fails (no shared cipher)",
-            "TLS 1.2 and GnuTLS" if allowed else "TLS 1.2, OpenSSL, Java and GnuTLS",
+            "TLS 1.2, Java and GnuTLS" if allowed else "TLS 1.2, OpenSSL, Java and GnuTLS",
             fix,
         )
     if not allowed:
@@ -140,6 +142,13 @@ def usage_warning(der: bytes, role: str) -> tuple[str, str, str] | None:
         # h203); which GnuTLS clients refuse of a server's RSA one is not established.
         who = "OpenSSL, Java and GnuTLS" if role == "client" else "OpenSSL and Java"
         return f"its key usage has no {wanted}", who, fix
+    if key_usage is not None and role == "server" and not key_usage.digital_signature:
+        # An RSA key with keyEncipherment (or keyAgreement) alone: OpenSSL's purpose
+        # check takes it, Go's does not look, and Java's clients (JDK 17 and 25, the
+        # WSO2 gateway) refuse it in TLS 1.3 and in TLS 1.2's ECDHE and DHE key
+        # exchanges, every one they negotiate with a current server (h254: mtls said
+        # nothing, and the gateway was refused).
+        return f"its key usage has no digitalSignature{JAVA_SIGNATURE}", "Java", fix
     if (
         key_usage is not None
         and role == "client"
@@ -168,6 +177,40 @@ def usage_warning(der: bytes, role: str) -> tuple[str, str, str] | None:
             f"without {name}",
             "OpenSSL",
             fix,
+        )
+    return None
+
+
+#: Why Java refuses a server certificate without digitalSignature: said where mtls
+#: warns of it and where ``mtls probe`` predicts the gateway.
+JAVA_SIGNATURE: Final = (
+    ", which Java clients (the WSO2 gateway) require of a server certificate in TLS "
+    "1.3 and in TLS 1.2's ECDHE and DHE key exchanges (\"KeyUsage does not allow "
+    'digital signatures")'
+)
+
+
+def java_client_refuses(der: bytes, version: str | None, cipher: str | None) -> str | None:
+    """Why a Java client (the JDK's ``EndEntityChecker``, which WSO2's gateway runs)
+    refuses the server certificate ``der`` over the TLS ``version`` and ``cipher``
+    (OpenSSL's names) negotiated, where OpenSSL takes it: its key usage, when it has
+    one, must allow what the key exchange does with the key (digitalSignature to sign
+    it: TLS 1.3, ECDHE, DHE; keyEncipherment for RSA key transport). ``None`` when Java
+    takes it, or the certificate or the exchange cannot be read."""
+    key_usage = _usage_extension(der, x509.KeyUsage)
+    if key_usage is None or version is None:
+        return None
+    if version == "TLSv1.3" or (cipher or "").startswith(("ECDHE-", "DHE-")):
+        if key_usage.digital_signature:
+            return None
+        return f"its key usage has no digitalSignature{JAVA_SIGNATURE}"
+    if cipher is not None and "-" in cipher and cipher.split("-")[0] in {"AES128", "AES256"}:
+        # RSA key transport (AES128-GCM-SHA256, AES256-SHA): keyEncipherment.
+        if key_usage.key_encipherment:
+            return None
+        return (
+            "its key usage has no keyEncipherment, which Java clients require of a server "
+            'certificate in an RSA key exchange ("KeyUsage does not allow key encipherment")'
         )
     return None
 

@@ -162,13 +162,17 @@ def five_byte_length(der: bytes) -> bytes:
 
 
 def _leaf_builder(
-    ca: CA, names: tuple[str, ...], cn: str
-) -> tuple[ec.EllipticCurvePrivateKey, x509.CertificateBuilder]:
-    """A new EC key and a certificate builder for it, issued by ``ca`` for ``names``,
-    valid for 90 days: the extensions are the caller's."""
+    ca: CA, names: tuple[str, ...], cn: str, *, rsa_key: bool = False
+) -> tuple[ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, x509.CertificateBuilder]:
+    """A new EC (or RSA 2048) key and a certificate builder for it, issued by ``ca``
+    for ``names``, valid for 90 days: the extensions are the caller's."""
     from cryptography.x509.oid import NameOID
 
-    key = ec.generate_private_key(ec.SECP256R1())
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey = (
+        rsa.generate_private_key(65537, 2048)
+        if rsa_key
+        else ec.generate_private_key(ec.SECP256R1())
+    )
     now = dt.datetime.now(dt.UTC)
     builder = (
         x509.CertificateBuilder()
@@ -238,10 +242,12 @@ def encipher_only(ca: CA, cn: str) -> mtls.Keystore:
     return key_usage_only(ca, ("gateway",), cn, "key_encipherment")
 
 
-def key_usage_only(ca: CA, names: tuple[str, ...], cn: str, *bits: str) -> mtls.Keystore:
-    """A keystore whose certificate (an EC key, issued by ``ca`` for ``names``) has a
-    critical key usage allowing ``bits`` alone (cryptography's names:
-    ``key_agreement``, ``digital_signature``, ...)."""
+def key_usage_only(
+    ca: CA, names: tuple[str, ...], cn: str, *bits: str, rsa_key: bool = False
+) -> mtls.Keystore:
+    """A keystore whose certificate (an EC key, or RSA with ``rsa_key``, issued by
+    ``ca`` for ``names``) has a critical key usage allowing ``bits`` alone
+    (cryptography's names: ``key_agreement``, ``digital_signature``, ...)."""
     from cryptography.hazmat.primitives import hashes
 
     usage = dict.fromkeys(
@@ -250,7 +256,7 @@ def key_usage_only(ca: CA, names: tuple[str, ...], cn: str, *bits: str) -> mtls.
         False,
     )  # fmt: skip
     usage.update(dict.fromkeys(bits, True))
-    key, builder = _leaf_builder(ca, names, cn)
+    key, builder = _leaf_builder(ca, names, cn, rsa_key=rsa_key)
     cert = builder.add_extension(x509.KeyUsage(**usage), critical=True).sign(
         ca.private_key,  # type: ignore[arg-type]
         hashes.SHA256(),

@@ -30,6 +30,7 @@ from ._diagnosis import (
     classify_handshake,
     closed,
     explain_from_chain,
+    java_refuses_server,
     java_sends_none,
     refused_statuses,
     refuses_with_alert,
@@ -345,7 +346,8 @@ def run_probe(target: Target, setup: Setup, *, timeout: float, request: bool = T
             report.tls_version = tls.version()
             cipher = tls.cipher()
             report.cipher = cipher[0] if cipher else None
-            report.chain = _describe_chain(peer_chain(tls))
+            served = peer_chain(tls)
+            report.chain = _describe_chain(served)
             report.chain_verified = setup.verify
             _revocation_report(tls, report, timeout)
             # Nothing more for a server whose certificate is revoked: not our request,
@@ -357,6 +359,8 @@ def run_probe(target: Target, setup: Setup, *, timeout: float, request: bool = T
                 if closed_unanswered:
                     _ask_without_certificate(report, timeout)
                 sent_none(report)
+            if setup.verify and served:
+                java_refuses_server(report, served[0])
     java_sends_none(report)
     report.elapsed_ms = (time.perf_counter() - started) * 1000
     return report

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 
-from .. import _dates, _x509
+from .. import _dates, _purpose, _x509
 from .._config import SSLProfile, format_server, is_ip_literal, normalize_host, tls_origin
 from .._errors import (
     CertificateRevokedError,
@@ -387,10 +387,46 @@ def java_sends_none(report: Report) -> None:
         "ssl_client_certificate, a Java server's truststore), or the keystore hold our "
         "chain up to a CA it lists"
     )
-    if setup.matched in ("profile", "catch-all", "default") and report.failure is None:
+    if setup_is_gateways(report) and report.failure is None:
         report.failure = Failure("java_sends_no_certificate", said)
     else:
         report.notes.append(said)
+
+
+def java_refuses_server(report: Report, leaf: bytes | None) -> None:
+    """Say that a Java client would refuse the server's certificate that OpenSSL took:
+    its key usage does not allow what the negotiated key exchange does with the key
+    (:func:`mtls._purpose.java_client_refuses`: an RSA certificate with keyEncipherment
+    alone over TLS 1.3 or ECDHE). The probe said "works" for a backend the gateway is
+    refused by (h254). A failure when the probe reads WSO2's files, a note otherwise,
+    as :func:`java_sends_none`."""
+    if leaf is None:
+        return
+    problem = _purpose.java_client_refuses(leaf, report.tls_version, report.cipher)
+    if problem is None:
+        return
+    try:
+        subject = _x509.subject_text(_x509.load_cert(leaf))
+    except ValueError:
+        subject = "its certificate"
+    said = (
+        f"a Java client (the WSO2 gateway) refuses this server's certificate ({subject}) "
+        f"over {report.tls_version} ({report.cipher}): {problem}; OpenSSL, and a profile "
+        "set, take it: the backend's certificate must be reissued with digitalSignature "
+        "in its key usage (beside keyEncipherment: keytool -ext "
+        "KeyUsage=digitalSignature,keyEncipherment; openssl x509 -extfile with keyUsage = "
+        "digitalSignature, keyEncipherment)"
+    )
+    if setup_is_gateways(report) and report.failure is None:
+        report.failure = Failure("java_refuses_server_certificate", said)
+    else:
+        report.notes.append(said)
+
+
+def setup_is_gateways(report: Report) -> bool:
+    """Whether the probe read the gateway's own files (a profile, the catch-all or
+    deployment.toml's default): what Java does there is what the gateway does."""
+    return report.setup.matched in ("profile", "catch-all", "default")
 
 
 def _canonical(der: bytes) -> object:

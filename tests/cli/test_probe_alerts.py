@@ -1083,3 +1083,53 @@ def test_an_ec_client_certificate_that_cannot_sign_is_named_for_gnutls(
             assert (probed(port) == 0) is (usage == "digital_signature"), version
     with openssl_server(openssl_bin, s_server_files) as port:
         assert probed(port) == 0  # others take it
+
+
+# ------------------------------------------------ what a Java client refuses, OpenSSL takes
+
+
+@pytest.mark.parametrize("signs", [False, True])
+def test_a_server_certificate_java_refuses_for_its_key_usage_is_named(
+    ca, trust, tmp_path, capsys, signs
+):
+    """h254: an RSA server certificate whose key usage is keyEncipherment alone (an old
+    template's): OpenSSL, and a profile set, take it over TLS 1.3; Java's clients (the
+    WSO2 gateway) refuse it ("KeyUsage does not allow digital signatures"), and the
+    probe said it works. With a keystore, a note; with the gateway's profile file, a
+    failure. The twin: with digitalSignature beside it, nothing is said."""
+    from tests._helpers import PASSWORD as XML_PASSWORD
+    from tests._helpers import profile_xml
+    from tests._pki import key_usage_only
+
+    usages = ("digital_signature", "key_encipherment") if signs else ("key_encipherment",)
+    served = key_usage_only(ca, ("localhost",), "legacy backend", *usages, rsa_key=True)
+    keystore = ca.issue_cert("gw").write_keystore(tmp_path / "gw.jks", XML_PASSWORD)
+    trust_jks = ca.write_truststore(tmp_path / "t.jks", XML_PASSWORD)
+    with MTLSServer(served, client_ca=ca) as backend:
+        code, report, _ = probe(capsys, backend.port, ca.issue_cert("gw"), trust, tmp_path)
+        xml = tmp_path / "sslprofiles.xml"
+        xml.write_text(
+            profile_xml(
+                f"<profile><servers>localhost:{backend.port}</servers><KeyStore><Location>"
+                f"{keystore}</Location><Type>JKS</Type><Password>{XML_PASSWORD}</Password>"
+                f"</KeyStore><TrustStore><Location>{trust_jks}</Location><Type>JKS</Type>"
+                f"<Password>{XML_PASSWORD}</Password></TrustStore></profile>"
+            )
+        )
+        gateway = main(["probe", f"https://localhost:{backend.port}/", "--profiles", str(xml),
+                        "--json"])  # fmt: skip
+        through_profile = json.loads(capsys.readouterr().out)
+    assert code == 0, report  # OpenSSL took it, and so does the backend our certificate
+    said = [n for n in report["notes"] if "refuses this server's certificate" in n]
+    if signs:
+        assert said == [], report
+        assert gateway == 0 and through_profile["error"] is None, through_profile
+        return
+    assert len(said) == 1, report
+    assert "(CN=legacy backend) over TLSv1.3" in said[0]
+    assert "its key usage has no digitalSignature, which Java clients" in said[0]
+    assert '("KeyUsage does not allow digital signatures")' in said[0]
+    assert "keytool -ext KeyUsage=digitalSignature,keyEncipherment" in said[0]
+    assert gateway == 1, through_profile
+    assert through_profile["error"]["kind"] == "java_refuses_server_certificate"
+    assert "a Java client (the WSO2 gateway) refuses" in through_profile["error"]["message"]

@@ -559,7 +559,36 @@ def test_an_ec_server_certificate_without_digital_signature_is_named(
     assert len(warned) == (usage != "digital_signature"), warned
     for message in warned:
         assert "every TLS 1.2 handshake fails" in message
-        assert "TLS 1.2 and GnuTLS clients refuse it" in message
+        assert "TLS 1.2, Java and GnuTLS clients refuse it" in message
+
+
+@pytest.mark.parametrize("signs", [False, True])
+def test_an_rsa_server_certificate_without_digital_signature_names_java(
+    estate: Estate, caplog: pytest.LogCaptureFixture, signs: bool
+) -> None:
+    """An RSA key whose key usage allows keyEncipherment alone: OpenSSL's clients take
+    it in TLS 1.3 and 1.2, Java's (the WSO2 gateway, JDK 17 and 25) refuse it ("KeyUsage
+    does not allow digital signatures", h254), and it went in without a word. The twin:
+    with digitalSignature, nothing is said."""
+    from tests._pki import key_usage_only
+
+    usages = ("digital_signature", "key_encipherment") if signs else ("key_encipherment",)
+    names = ("localhost", "127.0.0.1")
+    store = key_usage_only(estate.server_ca, names, "rsa server", *usages, rsa_key=True)
+    caplog.set_level("WARNING", logger="mtls")
+    with estate.server() as server, stdlib_server(server.context) as port:
+        replace_atomically(estate.keystore, store.to_bytes(PASSWORD))
+        assert server.reload() is True and server.last_error is None
+        get(port, estate.client())  # TLS 1.3: an OpenSSL client takes it
+        tls12 = estate.client()
+        tls12.maximum_version = ssl.TLSVersion.TLSv1_2
+        get(port, tls12)
+    warned = [r.getMessage() for r in caplog.records if "digitalSignature" in r.getMessage()]
+    assert len(warned) == (not signs), warned
+    for message in warned:
+        assert "(CN=rsa server" in message
+        assert "which Java clients (the WSO2 gateway) require of a server certificate" in message
+        assert "Java clients refuse it" in message
 
 
 def test_the_issuing_path_is_judged_by_signature() -> None:
