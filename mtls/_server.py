@@ -306,6 +306,17 @@ class ServerPlan:
                     in_service if isinstance(in_service, Truststore) else None,
                 )
             )
+        except WrongPasswordError as exc:
+            # The passwords are the ones it was made with: keytool -storepasswd on the
+            # file in service cannot be followed, and "check it" did not say so (h256).
+            fixed = WrongPasswordError(
+                f"{exc}; a rotating server opens every new {role} with the password it was "
+                "made with: write the new file under that password, or restart the "
+                "server with the new one",
+                path=exc.path,
+                alias=exc.alias,
+            )
+            return _Judged(in_service, digest, served, (fixed, None))
         except MTLSError as exc:
             return _Judged(in_service, digest, served, (exc, None))
         if refusal is not None:
@@ -451,15 +462,20 @@ class ServerPlan:
             )
             return Outcome(new, True)
         self._failed = None
-        if new.keystore is old.keystore:  # the keystore as it was: trust changed
+        if new.truststore is not old.truststore:
+            # Named by its own file (it was said under the keystore's path, h256).
             log.info(
-                "%s: server truststore reloaded: %s trusted (were %d); identity as in service: %s",
-                self.where,
+                "%s: server truststore reloaded: %s trusted (were %d)%s",
+                s.truststore.shown_location,
                 _count(len(set(new.truststore.anchors_der)), "certificate"),
                 len(set(old.truststore.anchors_der)),
-                _who(new),
+                f"; identity as in service: {_who(new)}" if new.keystore is old.keystore else "",
             )
-        else:
+        if new.keystore is not old.keystore and _who(new) == _who(old):
+            # New bytes, the same certificate (a keystore converted in place, another
+            # password): "X -> X" read as a rotation that did not happen (h256).
+            log.info("%s: new keystore, same server certificate %s", self.where, _who(new))
+        elif new.keystore is not old.keystore:
             log.info("%s: server identity reloaded: %s -> %s", self.where, _who(old), _who(new))
         return Outcome(new, True)
 

@@ -1283,14 +1283,18 @@ class ProfilesPlan:
             # Which hosts get which identity changed without a context changing (a
             # <servers> edit, a profile added on material in service, one removed):
             # said, as each rebuilt context is, for the audit trail.
-            came = [slots[k].server_names for k in slots.keys() - previous.keys()]
-            went = [previous[k].profile.server_names for k in previous.keys() - slots.keys()]
+            # Said by host: a profile whose <servers> grew (or one split in two) still
+            # serves the hosts it had, which "no longer: <its old servers>" denied (h256).
+            hosts = {name for p in slots.values() for name in p.server_names}
+            had = {name for w in previous.values() for name in w.profile.server_names}
+            regrouped = [slots[k].server_names for k in slots.keys() - previous.keys()]
             log.info(
-                "%s: profiles applied: %d in service%s%s",
+                "%s: profiles applied: %d in service%s%s%s",
                 self.where,
                 len(built),
-                f"; serving now: {_profiles_listed(came)}" if came else "",
-                f"; no longer: {_profiles_listed(went)}" if went else "",
+                f"; now served: {servers_shown(sorted(hosts - had))}" if hosts - had else "",
+                f"; no longer served: {servers_shown(sorted(had - hosts))}" if had - hosts else "",
+                f"; profiles changed: {_profiles_listed(regrouped)}" if regrouped else "",
             )
         # A profile that now fails closed (or no longer does) changes what a lookup
         # answers even when no context changed: readers that cache per generation

@@ -2219,8 +2219,29 @@ def test_a_servers_edit_is_said_in_the_log(setup, backend, caplog):
         )
         assert profiles.reload() is True
     (line,) = [r.getMessage() for r in caplog.records if "profiles applied" in r.getMessage()]
-    assert f"serving now: renamed.test:{backend.port}" in line
-    assert f"no longer: localhost:{backend.port}" in line
+    assert f"now served: renamed.test:{backend.port}" in line
+    assert f"no longer served: localhost:{backend.port}" in line
+    # A port added to the profile: the host it served is served still (the line said
+    # "no longer: localhost:..." of it, h256); then the port moved to a profile of its
+    # own: nothing is added or dropped, the profiles changed.
+    caplog.clear()
+    both = f"renamed.test:{backend.port},renamed.test:9"
+    with caplog.at_level(logging.INFO, logger="mtls"):
+        replace_atomically(xml, profile_xml(profile(both, keystore, trust)).encode())
+        assert profiles.reload() is True
+        replace_atomically(
+            xml,
+            profile_xml(
+                profile(f"renamed.test:{backend.port}", keystore, trust),
+                profile("renamed.test:9", keystore, trust),
+            ).encode(),
+        )
+        assert profiles.reload() is True
+    added, split = [r.getMessage() for r in caplog.records if "profiles applied" in r.getMessage()]
+    assert "now served: renamed.test:9;" in added and "no longer" not in added, added
+    assert f"profiles changed: renamed.test:{backend.port}, renamed.test:9" in added, added
+    assert "now served" not in split and "no longer" not in split, split
+    assert f"profiles changed: renamed.test:{backend.port}; renamed.test:9" in split, split
 
 
 @pytest.mark.skipif(os.name != "posix", reason="bytes in file names")

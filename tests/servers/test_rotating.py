@@ -176,6 +176,50 @@ def test_a_trust_change_is_logged_as_one(estate: Estate, caplog: pytest.LogCaptu
             assert server.reload() is True
         assert "server truststore reloaded: 2 certificates trusted (were 1)" in caplog.text
         assert "server identity reloaded" not in caplog.text
+        # Named by its own file, not the keystore's (h256).
+        (line,) = [r.getMessage() for r in caplog.records if "truststore" in r.getMessage()]
+        assert line.startswith(f"{estate.truststore}: server truststore reloaded"), line
+
+
+def test_a_keystore_under_another_password_says_the_servers_is_fixed(estate: Estate) -> None:
+    """keytool -storepasswd on the keystore in service: the server keeps serving (its
+    passwords are the ones it was made with) and said only "wrong store password ...
+    check it" (h256); it says how to go on. The twin: the file back under the password
+    the server was made with goes in."""
+    with estate.server() as server, stdlib_server(server.context) as port:
+        store = mtls.Keystore.load(estate.keystore, PASSWORD)
+        replace_atomically(estate.keystore, store.to_bytes("Another-Pa55word"))
+        assert server.reload() is False
+        get(port, estate.client())  # the last good serves
+        error = str(server.last_error)
+        assert isinstance(server.last_error, mtls.WrongPasswordError), error
+        assert "opens every new keystore with the password it was made with" in error
+        assert "or restart the server with the new one" in error
+        assert "Another-Pa55word" not in error and PASSWORD not in error
+        assert not server.status().healthy
+        estate.write_identity(estate.server_ca, name="renewed")
+        assert server.reload() is True and server.last_error is None
+
+
+def test_a_keystore_converted_in_place_is_not_said_as_a_rotation(
+    estate: Estate, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The keystore rewritten as PKCS#12 with the same key and certificate (a JDK
+    upgrade's keytool -importkeystore): the log said "server identity reloaded: X -> X"
+    (h256). The twin: a new certificate is said as a rotation."""
+    with estate.server() as server:
+        store = mtls.Keystore.load(estate.keystore, PASSWORD)
+        replace_atomically(estate.keystore, store.to_bytes(PASSWORD, store_type="PKCS12"))
+        with caplog.at_level(logging.INFO, logger="mtls"):
+            assert server.reload() is True
+        assert "new keystore, same server certificate CN=localhost" in caplog.text
+        assert "identity reloaded" not in caplog.text
+        caplog.clear()
+        estate.write_identity(estate.server_ca, name="renewed")
+        with caplog.at_level(logging.INFO, logger="mtls"):
+            assert server.reload() is True
+        assert "server identity reloaded: CN=localhost" in caplog.text
+        assert "same server certificate" not in caplog.text
 
 
 def test_a_renewal_is_told_from_the_certificate_it_replaced(
