@@ -928,9 +928,16 @@ class Keystore(_StoreBase):
             if count == 1:
                 return next(self._entries.key_entries())
             if not count:
+                # A truststore given as a keystore, or a keystore between the steps
+                # of a renewal in place (keytool -delete, then -genkeypair or
+                # -importkeystore): "not a truststore" alone sent the second the
+                # wrong way (h256).
                 raise KeyEntryError(
                     f"{where} has no private-key entry: use a keystore made with "
-                    "keytool -genkeypair (or a PEM with a key), not a truststore",
+                    "keytool -genkeypair (or a PEM with a key), not a truststore; if "
+                    "its key entry is being replaced in place (keytool -delete, then "
+                    "-genkeypair or -importkeystore), it is read again when it holds "
+                    "one",
                     path=self.path,
                 )
             raise KeyEntryError(

@@ -454,6 +454,45 @@ def _client_auth_not_enforced(report: Report) -> Failure | None:
 _THROWAWAY = "CN=mtls probe throwaway (self-signed: no CA issued it)"
 
 
+def _lets_in_without_one(report: Report, timeout: float) -> Failure | None:
+    """``--require-client-auth``, once our certificate was asked for and let in: is a
+    client with no certificate let in too? A server that verifies what it is sent and
+    takes nothing as well (Java's wantClientAuth, nginx's ``ssl_verify_client
+    optional``, ``openssl s_server -verify 1 -verify_return_error``) refused the
+    self-signed certificate, and passed the gate (h255). One more connection, with no
+    certificate (``None``: refused, or answered with an HTTP error, as nginx's
+    ``ssl_verify_client on`` answers 400 after a handshake without one)."""
+
+    def bare() -> ssl.SSLContext:
+        return client_context(verify=False)  # the server was verified already
+
+    def h2() -> ssl.SSLContext:
+        fresh = bare()
+        fresh.set_alpn_protocols(["h2"])
+        return fresh
+
+    other = run_probe(report.target, Setup(bare(), "options", verify=False, h2=h2), timeout=timeout)
+    status = other.http_status or ""
+    code = status.split()[1][:1] if len(status.split()) > 1 else ""
+    if other.failure is not None or code not in ("1", "2", "3"):
+        said = (
+            f"was refused ({other.failure.kind})"
+            if other.failure is not None
+            else f"got through the handshake and was answered {status}"
+            if status
+            else "got through the handshake, and its answer could not be judged"
+        )
+        report.notes.append(f"a client with no certificate {said}")
+        return None
+    return Failure(
+        "client_auth_not_enforced",
+        f"the server also let in a client with no certificate (it answered {status}): it "
+        "verifies the certificates it is sent and takes none as well (Java's "
+        "wantClientAuth, nginx's ssl_verify_client optional, openssl s_server -verify "
+        "where -Verify was meant): require one",
+    )
+
+
 def _lets_in_anyone(report: Report, timeout: float) -> Failure | None:
     """``--require-client-auth``, once our certificate was asked for and let in: would a
     certificate no CA issued be let in too? A server that asks and verifies nothing
@@ -535,7 +574,11 @@ def cmd_probe(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
         setup = setup_from_options(args, target)
     report = run_probe(target, setup, timeout=args.timeout)
     if args.require_client_auth and report.failure is None:
-        report.failure = _client_auth_not_enforced(report) or _lets_in_anyone(report, args.timeout)
+        report.failure = (
+            _client_auth_not_enforced(report)
+            or _lets_in_anyone(report, args.timeout)
+            or _lets_in_without_one(report, args.timeout)
+        )
     # The revocation section shows each certificate's status and why: the checker's
     # log line for each undetermined one said it again (61 notes for a 61-deep chain).
     shown = tuple(

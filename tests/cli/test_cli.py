@@ -1813,7 +1813,9 @@ def test_probe_require_client_auth_fails_a_backend_that_does_not_enforce_mutual_
 ) -> None:
     """A probe exited 0 against a backend that never asked for a client certificate:
     a gate meant to confirm mutual TLS passed (a sweep found it). --require-client-auth
-    fails it, and one that only asks (optional) and lets us in without one."""
+    fails it, and one that only asks (optional) and lets us in without one: with our
+    certificate too, which it verifies and takes, once a client without one is let in
+    (h255: the gate passed it)."""
     from tests.servers._servers import stdlib_server
 
     backend = mtls.Keystore.load(seed.dir / "backend.jks", PASSWORD)
@@ -1833,12 +1835,20 @@ def test_probe_require_client_auth_fails_a_backend_that_does_not_enforce_mutual_
         run = fails(1, "probe", f"localhost:{port}", "--truststore",
                     seed.dir / "client-truststore.jks", "--require-client-auth")  # fmt: skip
         assert "asked for a client certificate but let us in without one" in run.stderr
-        ok("probe", f"localhost:{port}", *options, "--require-client-auth")  # ours: taken
+        run = fails(1, "probe", f"localhost:{port}", *options, "--require-client-auth", "--json")
+        data = json.loads(run.stdout)
+        assert data["error"]["kind"] == "client_auth_not_enforced", data
+        assert (
+            "also let in a client with no certificate (it answered HTTP/1."
+            in (data["error"]["message"])
+        )
+        assert any("was refused, as it should be" in note for note in data["notes"]), data
     # The twin: the seed's backend demands one, and takes ours.
     data = json.loads(
         ok("probe", f"localhost:{seed.port}", *options, "--require-client-auth", "--json").stdout
     )
     assert any("was refused, as it should be" in note for note in data["notes"]), data
+    assert any("a client with no certificate was refused (" in n for n in data["notes"]), data
     # Its pinned certificate has nothing to check, and the throwaway connection (which
     # verifies nothing) adds no revocation note saying otherwise (h207).
     assert "trust anchor" in data["revocation"]["note"], data["revocation"]

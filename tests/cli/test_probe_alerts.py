@@ -1000,6 +1000,14 @@ def test_require_client_auth_fails_a_server_that_verifies_no_certificate(
         code, report = gate(port)
     assert code == 0, report
     assert any("was refused, as it should be" in note for note in report["notes"])
+    # A server that verifies what it is sent and takes nothing as well (-verify 1
+    # -verify_return_error, nginx's ssl_verify_client optional): it refuses the
+    # self-signed certificate, and passed the gate (h255).
+    with peer_server(lambda port: [*lenient(port), "-verify_return_error"]) as port:
+        code, report = gate(port)
+    assert code == 1, report
+    assert report["error"]["kind"] == "client_auth_not_enforced"
+    assert "also let in a client with no certificate" in report["error"]["message"]
 
 
 @pytest.mark.openssl
