@@ -489,6 +489,13 @@ def cmd_import(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
         raise UsageError("an alias must not be empty")
     path = Path(args.keystore)
     exists = path.exists()
+    if not exists and args.ca:
+        # A reply for a key entry: a store that is not there holds none (a mistyped
+        # path made a new store trusting the reply, and exit 0, h255).
+        raise UsageError(
+            f"--ca completes a reply's chain over a key entry, and {path} does not exist: "
+            "check the keystore's path"
+        )
     if not exists:
         der, cert = _certificate_to_trust(Path(args.file))
     password = store_password(args, path, new=not exists)

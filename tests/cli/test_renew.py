@@ -57,6 +57,13 @@ def test_a_jks_entry_is_renewed_through_keytools_own_ca(tmp_path: Path, jdk_keyt
     lone = fails(1, "import", "--keystore", path, "--alias", "gw", "--file", reply)
     assert "Failed to establish chain from reply" in lone.stderr and "--ca" in lone.stderr
     assert path.read_bytes() == before
+    # Twin: the keystore's path mistyped: a new store trusting the reply was made, and
+    # the command said "Certificate was added" (h255). Refused, nothing written.
+    typo = tmp_path / "gw-typo.jks"
+    mistyped = fails(2, "import", "--keystore", typo, "--alias", "gw", "--file", reply,
+                     "--ca", ca_pem)  # fmt: skip
+    assert "does not exist: check the keystore's path" in mistyped.stderr
+    assert not typo.exists()
     done = ok("import", "--keystore", path, "--alias", "gw", "--file", reply, "--ca", ca_pem)
     assert "Certificate reply was installed" in done.stdout and "chain of 2" in done.stdout
     listed = run_keytool(jdk_keytool, "-list", "-v", *store, "-alias", "gw")
