@@ -147,7 +147,9 @@ def run_demo(directory: Path, out: Output) -> None:
         "The gateway's keystore: " + out.style("CN=gateway", "bold") + "; the backend trusts it"
     )
     steps.cmd("mtls genkey --keystore gateway.jks --alias gateway --dname CN=gateway")
-    steps.cmd("mtls export ... gateway.cer && mtls import ... backend-truststore.jks")
+    # Whole, so that it can be pasted (h255: "..." in it exited 2).
+    steps.cmd("mtls export --keystore gateway.jks --alias gateway --file gateway.cer")
+    steps.cmd("mtls import --file gateway.cer --alias gateway --keystore backend-truststore.jks")
 
     # The backend serves from its files, and follows them (RotatingServerContext).
     backend_context = RotatingServerContext(

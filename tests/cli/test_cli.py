@@ -2014,6 +2014,9 @@ def test_demo_runs_the_seed_end_to_end() -> None:
     assert "the backend now sees CN=gateway" in out
     assert "wso2carbon" not in out
     assert len(out.splitlines()) <= 40
+    # Each command shown can be pasted: none is elided (step 4's was, h255).
+    commands = [line for line in out.splitlines() if line.strip().startswith("$ mtls")]
+    assert len(commands) == 6 and not [c for c in commands if "..." in c], commands
 
 
 def test_mtls_list_reads_text_before_pem(tmp_path: Path) -> None:
