@@ -98,7 +98,9 @@ _NO_SENDER_ALIAS = (
 )
 _PICKS = (
     ": WSO2's sender lets Java's key manager pick, per handshake, a key whose issuer "
-    "the backend accepts; Python's ssl module cannot, so mtls presents the one you name"
+    "the backend accepts; Python's ssl module cannot, so mtls presents the one you name "
+    "(mtls probe URL --keystore FILE --alias ALIAS shows whether a backend takes an "
+    "entry, and which CAs it asks for)"
 )
 
 

@@ -292,7 +292,7 @@ class Report:
             ),
             "client_certificate_requested": self.certificate_requested,
             "server_ca_names": (
-                None if self.ca_names is None else [_name_text(n) for n in self.ca_names]
+                None if self.ca_names is None else [name_text(n) for n in self.ca_names]
             ),
             "http_status": self.http_status,
             "error": (
@@ -316,7 +316,7 @@ class Report:
         }
 
 
-def _name_text(der: bytes) -> str:
+def name_text(der: bytes) -> str:
     """A distinguished name (DER) as RFC 4514 text, or its hex where it cannot be read."""
     try:
         return _x509.name_der_text(der)
@@ -361,8 +361,8 @@ def java_sends_none(report: Report) -> None:
     wanted = {_canonical(der) for der in listed}
     if any(_canonical(der) in wanted for der in setup.client_issuers):
         return
-    ours = "; ".join(dict.fromkeys(_name_text(der) for der in setup.client_issuers))
-    theirs = "; ".join(_name_text(der) for der in listed[:5]) + (
+    ours = "; ".join(dict.fromkeys(name_text(der) for der in setup.client_issuers))
+    theirs = "; ".join(name_text(der) for der in listed[:5]) + (
         f" (and {len(listed) - 5} more)" if len(listed) > 5 else ""
     )
     instead = next(

@@ -46,6 +46,7 @@ from ._diagnosis import (
     Target,
     entries_issuers,
     issuers_of,
+    name_text,
     parse_target,
 )
 from ._logs import LogCollector
@@ -408,6 +409,11 @@ def render(report: Report, out: Output) -> None:
         out.line(f"  connected     {report.address} port {report.target.port}")
     if report.tls_version:
         out.line(f"  TLS           {report.tls_version}, {report.cipher}")
+    if report.ca_names:
+        # Which CAs' certificates it asks for: the entry a Java client sends (h254).
+        listed = [name_text(name) for name in report.ca_names]
+        more = f" (and {len(listed) - 5} more)" if len(listed) > 5 else ""
+        out.line(f"  asks for      certificates issued by {'; '.join(listed[:5])}{more}")
     _chain_lines(report, out)
     _revocation_lines(report, out)
     if report.accepted is True:

@@ -302,7 +302,12 @@ def test_a_server_that_lists_other_cas_is_said_to_get_nothing_from_java(
     lists_other = {**s_server_files, "ca": listed}
     verify_ours = ("-verifyCAfile", str(s_server_files["ca"]), version)
     with openssl_server(openssl_bin, lists_other, *verify_ours) as port:
-        code, report, _ = probe(capsys, port, ca.issue_cert("gw"), trust, tmp_path)
+        code, report, keystore = probe(capsys, port, ca.issue_cert("gw"), trust, tmp_path)
+        # The text report says it too (h254: only --json did).
+        main(["probe", f"https://localhost:{port}/", "--keystore", str(keystore),
+              "--truststore", str(trust), "--password", PASSWORD])  # fmt: skip
+        text = capsys.readouterr().out
+    assert "  asks for      certificates issued by CN=listed CA,O=mtls.testing\n" in text, text
     assert code == 0, report  # OpenSSL sends ours whatever the list says
     assert report["server_ca_names"] == ["CN=listed CA,O=mtls.testing"], report
     [note] = [n for n in report["notes"] if "Java client" in n]

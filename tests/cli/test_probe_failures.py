@@ -806,12 +806,12 @@ def test_a_certificate_request_of_any_bytes_is_read_or_unread_never_raised(data,
     """The CA list of a server's CertificateRequest is read from its bytes: whatever
     they are, a list of names or None, and a name list the probe renders."""
     from mtls._cli._connect import _ca_names
-    from mtls._cli._diagnosis import _canonical, _name_text
+    from mtls._cli._diagnosis import _canonical, name_text
 
     found = _ca_names(b"\x0d\x00\x00\x00" + data, version)
     assert found is None or all(isinstance(name, bytes) and name for name in found)
     for name in found or ():
-        assert isinstance(_name_text(name), str)
+        assert isinstance(name_text(name), str)
         _canonical(name)
 
 
