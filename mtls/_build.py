@@ -51,7 +51,7 @@ from ._errors import (
 from ._files import MAX_INPUT_BYTES
 from ._fork import renew_attributes_after_fork
 from ._keyload import GIL_FREE_ANCHOR_BYTES, memfd_available
-from ._log import log
+from ._log import WSO2_CANNOT_LOAD, log
 from ._material import TLSMaterial, tls_material
 from ._reading import Interrupted, Reading
 from ._refusals import (
@@ -683,6 +683,7 @@ class Builder:
                 raise
             cached = (store, store.fingerprint)
             self._stores[key] = cached
+            self._say_java_notes(config, store, digest)
             self._rechoose.pop(digest, None)
             if store._rechoose_at is not None:
                 # Kept across checks (the store cache is not): bounded, oldest out.
@@ -690,6 +691,28 @@ class Builder:
                 while len(self._rechoose) > _CRL_EXPIRY_KEPT:
                     del self._rechoose[next(iter(self._rechoose))]
         return cached
+
+    def _say_java_notes(
+        self, config: StoreConfig, store: Keystore | Truststore, digest: str
+    ) -> None:
+        """Warn, once per file content, of what WSO2's gateway (Java) reads otherwise in a
+        store a profile file or deployment.toml names (a PKCS#12 truststore without
+        Java's trust attribute: no anchor in Java; PBMAC1; a cipher the JDK refuses): only
+        ``mtls check`` said so, and a set that worked here failed in the gateway (h254).
+        Not for profiles made in code, which WSO2 never reads."""
+        notes = store._java_notes
+        said = ("java-notes", str(config.location), digest)
+        if not notes or self.options.path is None or said in self._early_warned:
+            return
+        self._early_warned.add(said)
+        for note in notes:
+            log.warning(
+                "%s: %s: %s",
+                self.options.path,
+                config.shown_location,
+                note,
+                extra=WSO2_CANNOT_LOAD,
+            )
 
     def _leaf(self, profile: SSLProfile, keystore: Keystore, key_fp: str) -> _Leaf:
         alias = profile.keystore.alias if profile.keystore else None

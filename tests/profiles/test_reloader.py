@@ -2557,3 +2557,50 @@ def test_a_pem_keystore_read_again_for_the_same_choice_applies_nothing(tmp_path,
         assert profiles.generation == 0
         assert profiles.context_for("localhost", backend.port) is context
         assert cn_seen(profiles, backend.port) == "gen-same"
+
+
+def test_a_store_wso2_reads_otherwise_is_said_at_load(tmp_path, ca, backend, caplog):
+    """A PKCS#12 truststore without Java's trust attribute (openssl pkcs12 -nokeys, or
+    cryptography's writer): mtls trusts its certificates, the gateway reads no anchor
+    ("the trustAnchors parameter must be non-empty"), and only `mtls check` said so: a
+    profile file that worked here failed in WSO2 (h254). Said once at load, and not
+    again at a reload of the same bytes. The twins: the same store in a set made in
+    code (WSO2 never reads it), and a JKS truststore, say nothing."""
+    from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
+
+    from mtls import SSLProfile, StoreConfig
+
+    keystore = tmp_path / "gw.jks"
+    keystore.write_bytes(jks(ca, "gen-1"))
+    nokeys = tmp_path / "trust.p12"
+    nokeys.write_bytes(
+        pkcs12.serialize_key_and_certificates(
+            None, None, None, [ca.certificate], BestAvailableEncryption(PASSWORD.encode())
+        )
+    )
+    jks_trust = ca.write_truststore(tmp_path / "trust.jks", PASSWORD)
+    said = "carries no Java trust attribute (an openssl pkcs12 -nokeys file)"
+    for trust, warned in ((nokeys, True), (jks_trust, False)):
+        xml = tmp_path / f"{trust.suffix[1:]}.xml"
+        xml.write_text(profile_xml(profile(f"localhost:{backend.port}", keystore, trust)))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="mtls"):
+            with SSLProfileSet.from_xml(xml, settle_delay=0) as profiles:
+                assert cn_seen(profiles, backend.port) == "gen-1"  # mtls trusts it
+                os.utime(trust, (1, 1))  # read again: the same bytes
+                profiles.reload()
+        lines = [r.getMessage() for r in caplog.records if said in r.getMessage()]
+        assert len(lines) == warned, lines
+        if warned:
+            assert lines[0].startswith(f"{xml}: {trust}: its 1 certificate carries")
+            assert "WSO2's gateway read it as empty (no trust anchors)" in lines[0]
+    caplog.clear()
+    in_code = SSLProfile(
+        servers=[("localhost", backend.port)],
+        keystore=StoreConfig(location=keystore, password=PASSWORD),
+        truststore=StoreConfig(location=nokeys, password=PASSWORD),
+    )
+    with caplog.at_level(logging.WARNING, logger="mtls"):
+        with SSLProfileSet([in_code]) as profiles:
+            assert cn_seen(profiles, backend.port) == "gen-1"
+    assert said not in caplog.text
