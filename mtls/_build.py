@@ -51,7 +51,7 @@ from ._errors import (
 from ._files import MAX_INPUT_BYTES
 from ._fork import renew_attributes_after_fork
 from ._keyload import GIL_FREE_ANCHOR_BYTES, memfd_available
-from ._log import WSO2_CANNOT_LOAD, log
+from ._log import STORE_JAVA_NOTE, log
 from ._material import TLSMaterial, tls_material
 from ._reading import Interrupted, Reading
 from ._refusals import (
@@ -711,7 +711,7 @@ class Builder:
                 self.options.path,
                 config.shown_location,
                 note,
-                extra=WSO2_CANNOT_LOAD,
+                extra=STORE_JAVA_NOTE,
             )
 
     def _leaf(self, profile: SSLProfile, keystore: Keystore, key_fp: str) -> _Leaf:

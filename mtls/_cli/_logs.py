@@ -27,6 +27,8 @@ class LogCollector(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         """Store the formatted message."""
+        if getattr(record, "mtls_store_java_note", False):
+            return  # said by the command itself (mtls check's PROBLEMS), once
         try:
             message = record.getMessage()
         except Exception:  # a malformed record must not break the command
