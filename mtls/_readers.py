@@ -50,7 +50,7 @@ from ._files import InputRefused, cannot_read_fix, looks_like_store_text, read_i
 from ._log import WSO2_CANNOT_LOAD, log
 from ._pem import PEM_CERTIFICATE_LABELS, pem_blocks, pem_certificate, pem_key_to_pkcs8
 from ._secret import Secret, reveal
-from ._types import StoreFormat, check_flag
+from ._types import StoreFormat, check_flag, hex_serial
 
 # --------------------------------------------------------------------------- detection
 
@@ -461,7 +461,13 @@ def parse(
             raise KeystoreError(f"{where}: cannot read this {fmt} store: {exc}", path=path) from exc
     if fmt == "PKCS12":
         return _parse_pkcs12(
-            data, password, key_password, with_keys=with_keys, path=path, budget=budget
+            data,
+            password,
+            key_password,
+            with_keys=with_keys,
+            path=path,
+            budget=budget,
+            purpose=purpose,
         )
     if fmt == "PEM":
         return _parse_pem(
@@ -901,6 +907,7 @@ def _parse_pkcs12(
     with_keys: bool,
     path: str | os.PathLike[str] | None,
     budget: WorkBudget,
+    purpose: str | None = None,
 ) -> Parsed:
     where = _where(path)
     try:
@@ -973,7 +980,7 @@ def _parse_pkcs12(
         raise _damaged_pkcs12(exc, path) from exc
 
     certs = contents.certs
-    index_of = _Certs(certs)
+    index_of = _Certs(certs, purpose)
     # Each entry with its place among the bags Java registers and its alias in Java's
     # table (None: Java never registers it); the table keeps one entry per alias (below).
     keys: list[tuple[int, str | None, KeyEntry]] = []
@@ -1123,6 +1130,7 @@ def _parse_pkcs12(
     def own(java: str | None, alias: str) -> str:
         return alias if alias == java else unique_alias(alias, taken)
 
+    index_of.say_passed_over(where)
     return Parsed(
         "PKCS12",
         [e if (a := own(j, e.alias)) == e.alias else replace(e, alias=a) for j, e in key_list],
@@ -1299,6 +1307,12 @@ class _Certs:
 
     def _left(self) -> bool:
         return len(self.used) < len(self.certs)
+
+    def say_passed_over(self, where: str) -> None:
+        """Warn of each certificate :meth:`_take_current` passed over for
+        :attr:`purpose` (:func:`_say_passed_over`)."""
+        for passed, chosen in self.passed_over:
+            _say_passed_over(where, self.certs[passed].der, self.certs[chosen].der, self.purpose)
 
     def leaf_for(self, key_der: bytes, local_key_id: bytes | None) -> int | None:
         """The certificate of a private key: by localKeyId, else by public key."""
@@ -1648,30 +1662,43 @@ def _parse_pem(
         for i, der in enumerate(cert_ders)
         if i not in index_of.used
     ]
-    for passed, chosen in index_of.passed_over:
-        _say_passed_over(where, cert_ders[passed], cert_ders[chosen], purpose)
+    index_of.say_passed_over(where)
     return Parsed("PEM", keys, certs, [], rechoose_at=index_of.rechoose_at)
 
 
+#: (where, the certificate passed over, the one chosen, purpose) warned of: a set
+#: rebuilding from the same file (its truststore changed) said it again (h257).
+#: Bounded: cleared when full, what is still true said again.
+_PASSED_OVER_SAID: set[tuple[str, bytes, bytes, str]] = set()
+
+
 def _say_passed_over(where: str, passed: bytes, chosen: bytes, purpose: str | None) -> None:
-    """Warn that a key's newest certificate in a PEM file is not the one presented:
-    peers refuse it as a ``purpose`` certificate (:meth:`_Certs._take_current`)."""
+    """Warn, once, that a key's newest certificate in a file is not the one presented:
+    peers refuse it as a ``purpose`` certificate (:meth:`_Certs._take_current`). Each
+    is named by its serial: a key's renewals share their subject (h257)."""
     assert purpose is not None  # only a known role passes a certificate over
+    said = (where, passed, chosen, purpose)
+    if said in _PASSED_OVER_SAID:
+        return
+    if len(_PASSED_OVER_SAID) >= 1024:
+        _PASSED_OVER_SAID.clear()
+    _PASSED_OVER_SAID.add(said)
     found = _purpose.peers_refuse(passed, purpose)
     problem, who, fix = found if found is not None else ("", "", "")
-    newer, older = _x509.load_cert(passed), _x509.load_cert(chosen)
+    newer, other = _x509.load_cert(passed), _x509.load_cert(chosen)
     log.warning(
-        "%s: the newest certificate for a key (%s, valid from %s) cannot serve as a TLS "
-        "%s certificate: %s, and %s; the one before it (%s, valid until %s) is "
-        "presented instead (%s)",
+        "%s: the newest certificate for a key (%s, serial %s, valid from %s) cannot serve "
+        "as a TLS %s certificate: %s, and %s; another for the key (serial %s, valid until "
+        "%s) is presented instead (%s, or remove it from the file)",
         where,
         _x509.subject_text(newer),
+        hex_serial(_x509.serial_number(passed)),
         f"{_dates.not_before(newer):%Y-%m-%d %H:%M:%S} UTC",
         purpose,
         problem,
         who,
-        _x509.subject_text(older),
-        f"{_dates.not_after(older):%Y-%m-%d %H:%M:%S} UTC",
+        hex_serial(_x509.serial_number(chosen)),
+        f"{_dates.not_after(other):%Y-%m-%d %H:%M:%S} UTC",
         fix,
     )
 

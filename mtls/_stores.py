@@ -76,6 +76,19 @@ def _describe(der: bytes) -> str:
         return f"<unreadable certificate: {subject}>" if subject else "<unreadable certificate>"
 
 
+def check_purpose(purpose: object) -> Literal["client", "server"] | None:
+    """``purpose`` as :meth:`Keystore.load` takes it.
+
+    Raises:
+        ValueError: anything but ``"client"``, ``"server"`` or ``None`` (a role misspelt
+            would choose as if none were given).
+    """
+    for known in (None, "client", "server"):
+        if purpose == known:
+            return known
+    raise ValueError(f'purpose must be "client", "server" or None, not {purpose!r}')
+
+
 def _named(path: str | os.PathLike[str] | None) -> str | None:
     """How a store read from bytes is named: ``path`` as text (a ``Path`` too)."""
     return None if path is None else os.fsdecode(path)
@@ -384,6 +397,7 @@ class Keystore(_StoreBase):
         key_password: Password | None = None,
         store_type: str | None = None,
         allow_unprotected: bool = False,
+        purpose: Literal["client", "server"] | None = None,
     ) -> Self:
         """Read a keystore file (JKS, JCEKS, PKCS#12, BKS, UBER, BCFKS, PEM or DER; detected
         from the bytes).
@@ -402,6 +416,14 @@ class Keystore(_StoreBase):
             allow_unprotected: accept a PEM, DER or MAC-less PKCS#12 file where
                 ``store_type`` and ``password`` promise an integrity check (for
                 estates that really keep PEM there).
+            purpose: the TLS role the keys will present in, ``"client"`` or
+                ``"server"``, where known. Of several certificates the file holds for
+                one key (a PEM with a renewal beside the certificate it replaces, a
+                PKCS#12 without localKeyIds), the one valid now that was issued last is
+                taken; with a ``purpose``, of those valid now one peers accept in that
+                role comes first (a renewal issued without clientAuth is passed over for
+                a client, with a warning). A profile set reads its keystores as
+                ``"client"``, a rotating server as ``"server"``.
 
         Returns:
             The loaded store. Nothing is kept open.
@@ -421,6 +443,7 @@ class Keystore(_StoreBase):
             store_type=store_type,
             allow_unprotected=allow_unprotected,
             path=os.fsdecode(path),
+            purpose=check_purpose(purpose),
         )
         store._read_from = file_identity(path)
         return store
@@ -436,6 +459,7 @@ class Keystore(_StoreBase):
         store_type: str | None = None,
         allow_unprotected: bool = False,
         path: str | os.PathLike[str] | None = None,
+        purpose: Literal["client", "server"] | None = None,
     ) -> Self:
         """Read a keystore from bytes in memory (a Kubernetes secret, a download).
 
@@ -450,6 +474,7 @@ class Keystore(_StoreBase):
             allow_unprotected: as for :meth:`load`.
             path: how messages and :attr:`path` name the bytes (a file or secret
                 name); ``None``: messages say "the store".
+            purpose: as for :meth:`load`.
 
         Returns:
             The loaded store.
@@ -466,6 +491,7 @@ class Keystore(_StoreBase):
             store_type=store_type,
             allow_unprotected=allow_unprotected,
             path=_named(path),
+            purpose=check_purpose(purpose),
         )
 
     @classmethod

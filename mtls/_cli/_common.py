@@ -14,7 +14,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, TextIO
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TextIO
 
 from .._errors import MTLSError, WrongPasswordError, displayable, safe_lines, safe_text
 from .._secret import is_text
@@ -794,12 +794,14 @@ def load_keystore(
     destination: bool = False,
     key_alias: str | None = None,
     source: bool = False,
+    purpose: Literal["client", "server"] | None = None,
 ) -> Keystore:
     """``Keystore.load`` with the option or variable that sets each password in the message
     (``destination``: the store ``convert --merge`` adds to, whose options differ;
     ``source``: the store convert reads, whose options have importkeystore's spellings).
     ``key_alias``: decrypt that key entry alone where each has its own password (JKS,
-    JCEKS, BKS, UBER), as keytool -importkeystore -srcalias does.
+    JCEKS, BKS, UBER), as keytool -importkeystore -srcalias does. ``purpose``: as
+    :meth:`mtls.Keystore.load` takes it (the probe's identity is a client's).
 
     Raises:
         CLIError: a wrong password (chained to the library's error).
@@ -809,7 +811,7 @@ def load_keystore(
 
     try:
         if key_alias is None:
-            return Keystore.load(path, password, key_password=key_password)
+            return Keystore.load(path, password, key_password=key_password, purpose=purpose)
         return load_key_entry(path, password, key_password, key_alias)
     except WrongPasswordError as exc:
         # The library names its parameter; on the command line it is an option.

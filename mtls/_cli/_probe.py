@@ -200,7 +200,9 @@ def setup_from_options(args: argparse.Namespace, target: Target) -> Setup:
     password = None
     if args.keystore:
         password = opening_password(args, Path(args.keystore))
-        keystore = load_keystore(args.keystore, password, optional_key_password(args))
+        keystore = load_keystore(
+            args.keystore, password, optional_key_password(args), purpose="client"
+        )
     if args.truststore:
         trust_password = truststore_password(args, password)
         truststore = load_truststore(args.truststore, trust_password, truststore=True)

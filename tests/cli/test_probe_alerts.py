@@ -1146,3 +1146,29 @@ def test_a_server_certificate_java_refuses_for_its_key_usage_is_named(
     assert gateway == 1, through_profile
     assert through_profile["error"]["kind"] == "java_refuses_server_certificate"
     assert "a Java client (the WSO2 gateway) refuses" in through_profile["error"]["message"]
+
+
+def test_the_probe_presents_a_keystores_client_certificate(ca, trust, tmp_path, capsys):
+    """A PEM bundle with a key's certificate and a newer one issued without clientAuth:
+    the probe's --keystore took the newest, which the server refused, where the profile
+    set (and the probe through --profiles) present the one servers take (h257)."""
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+    from tests._helpers import same_key
+
+    current = ca.issue_cert("gw", common_name="gateway")
+    newer = same_key(
+        ca, current, not_before=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30),
+        client_auth=False,
+    )  # fmt: skip
+    bundle = tmp_path / "gw.pem"
+    bundle.write_bytes(
+        current.private_key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+        + current.cert_pem + newer.public_bytes(Encoding.PEM)
+    )  # fmt: skip
+    with MTLSServer(ca.issue_cert("localhost"), client_ca=ca) as server:
+        code, report = probe_bundle(capsys, server.port, bundle, trust)
+    assert code == 0, report
+    # Taken: the newer one (both are CN=gateway) is refused ("unsuitable certificate
+    # purpose"), as the code before this presented it.
+    assert report["server_accepted_client_certificate"] is True, report

@@ -2530,7 +2530,8 @@ def test_a_pem_keystore_presents_the_certificate_servers_take(
         assert len(said) == 1, said
         assert "its extended key usage lacks clientAuth (it allows serverAuth)" in said[0]
         assert f"{keystore}: the newest certificate for a key (CN=gen-role" in said[0]
-        assert "is presented instead (reissue it for TLS client authentication)" in said[0]
+        assert f"another for the key (serial {current.certificate.serial_number:x}," in said[0]
+        assert "(reissue it for TLS client authentication, or remove it from the file)" in said[0]
 
 
 def test_a_pem_keystore_read_again_for_the_same_choice_applies_nothing(tmp_path, ca, backend):

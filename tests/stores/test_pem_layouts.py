@@ -228,3 +228,58 @@ def test_a_byte_order_mark_on_any_block_and_a_begin_after_text(
     path.write_bytes(issuing.cert_pem + b"see: " + issuing.root.cert_pem)
     with pytest.raises(mtls.KeystoreFormatError, match="line has text before it on its line"):
         mtls.Truststore.load(path, None)
+
+
+@pytest.mark.parametrize("container", ["PEM", "PKCS12"])
+def test_the_role_chooses_among_a_keys_certificates(
+    tmp_path: Path, pki: tuple[CA, CA], caplog: pytest.LogCaptureFixture, container: str
+) -> None:
+    """A key's certificate in service and a newer one issued without clientAuth, in a
+    PEM file, or a PKCS#12 whose bags carry no localKeyId (h257: the role reached PEM
+    only): read as a client's, the one servers take, with one warning naming both by
+    serial; as a server's, or without a role, the newest. A role misspelt is refused.
+    A real handshake shows which one a server gets, and the twin refuses the other."""
+    from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
+
+    root, issuing = pki
+    current = issuing.issue_cert("client.example")
+    newer = same_key(issuing, current, not_before=NOW - dt.timedelta(minutes=30), client_auth=False)
+    path = tmp_path / f"gw.{container.lower()}"
+    if container == "PEM":
+        path.write_bytes(
+            _key_pem(current) + current.certificate.public_bytes(PEM) + newer.public_bytes(PEM)
+            + issuing.cert_pem
+        )  # fmt: skip
+    else:
+        path.write_bytes(
+            pkcs12.serialize_key_and_certificates(
+                None, current.private_key, None,
+                [current.certificate, newer, issuing.certificate],
+                BestAvailableEncryption(b"Role-Pa55"),
+            )
+        )  # fmt: skip
+    password = None if container == "PEM" else "Role-Pa55"
+
+    def leaf(purpose: str | None) -> x509.Certificate:
+        store = mtls.Keystore.load(path, password, purpose=purpose)  # type: ignore[arg-type]
+        return store.certificate_chain(store.key_aliases[0])[0]
+
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="mtls"):
+        assert leaf("client") == current.certificate
+        assert leaf("client") == current.certificate  # read again: said once
+    said = [r.getMessage() for r in caplog.records if "newest certificate" in r.getMessage()]
+    assert len(said) == 1, said
+    assert f"serial {newer.serial_number:x}," in said[0]
+    assert f"another for the key (serial {current.certificate.serial_number:x}," in said[0]
+    assert leaf("server") == newer and leaf(None) == newer
+    with pytest.raises(ValueError, match='purpose must be "client", "server" or None'):
+        leaf("cilent")
+    with MTLSServer(root.issue_cert("localhost", "127.0.0.1"), client_ca=root) as server:
+        chosen = mtls.Keystore.load(path, password, purpose="client")
+        context = mtls.client_context(chosen, root.truststore())
+        assert whoami(context, server.port)["client_cn"] == "client.example"
+        # The twin: the newest, which a server refuses.
+        context = mtls.client_context(mtls.Keystore.load(path, password), root.truststore())
+        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+            whoami(context, server.port)
