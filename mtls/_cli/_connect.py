@@ -82,6 +82,12 @@ def _watch_certificate_request(ctx: ssl.SSLContext, report: Report) -> Any:
             if kind == _CERTIFICATE and _empty_certificate(data):
                 report.sent_empty_certificate = True
             return
+        if isinstance(data, bytes | bytearray) and len(data) >= 4:
+            size = len(data) - 4  # the body, as Java's limit counts it
+            if report.largest_message is None or size > report.largest_message[1]:
+                report.largest_message = (kind if isinstance(kind, int) else -1, size)
+            if kind == _CERTIFICATE and isinstance(version, int):
+                report.server_certificates = _certificate_count(bytes(data), version)
         if kind == _CERTIFICATE_REQUEST:
             report.certificate_requested = True
             if isinstance(data, bytes | bytearray) and isinstance(version, int):
@@ -102,6 +108,26 @@ def _watch_certificate_request(ctx: ssl.SSLContext, report: Report) -> Any:
 
 _TLS13 = 0x0304
 _CERTIFICATE_AUTHORITIES = 47  # the TLS 1.3 extension (RFC 8446 4.2.4)
+
+
+def _certificate_count(message: bytes, version: int) -> int | None:
+    """How many certificates a Certificate message (its 4-byte header included)
+    holds: TLS 1.2's list of length-prefixed certificates; TLS 1.3's, each followed by
+    its extensions, after a request context. ``None`` when it cannot be read."""
+    body = message[4:]
+    try:
+        at = 1 + body[0] if version >= _TLS13 else 0  # certificate_request_context
+        end = at + 3 + int.from_bytes(body[at : at + 3], "big")
+        at += 3
+        count = 0
+        while at < end:
+            at += 3 + int.from_bytes(body[at : at + 3], "big")
+            if version >= _TLS13:
+                at += 2 + int.from_bytes(body[at : at + 2], "big")
+            count += 1
+        return count if at == end <= len(body) else None
+    except IndexError:
+        return None
 
 
 def _ca_names(message: bytes, version: int) -> list[bytes] | None:
@@ -360,7 +386,7 @@ def run_probe(target: Target, setup: Setup, *, timeout: float, request: bool = T
                     _ask_without_certificate(report, timeout)
                 sent_none(report)
             if setup.verify and served:
-                java_refuses_server(report, served[0])
+                java_refuses_server(report, served)
     java_sends_none(report)
     report.elapsed_ms = (time.perf_counter() - started) * 1000
     return report

@@ -30,7 +30,7 @@ import re
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -239,6 +239,10 @@ class Report:
     #: The issuers (distinguished names, DER) the server's CertificateRequest lists as
     #: the ones it takes: ``[]`` none (any), ``None`` no request seen, or unreadable.
     ca_names: list[bytes] | None = None
+    # How many certificates the server's Certificate message held, and its largest
+    # handshake message (type, body size): what Java's limits apply to.
+    server_certificates: int | None = None
+    largest_message: tuple[int, int] | None = None
     #: Whether the server sent a CertificateRequest (``None``: unknown, the handshake
     #: failed before the server's first flight ended, or this Python cannot tell).
     certificate_requested: bool | None = None
@@ -393,34 +397,129 @@ def java_sends_none(report: Report) -> None:
         report.notes.append(said)
 
 
-def java_refuses_server(report: Report, leaf: bytes | None) -> None:
-    """Say that a Java client would refuse the server's certificate that OpenSSL took:
-    its key usage does not allow what the negotiated key exchange does with the key
-    (:func:`mtls._purpose.java_client_refuses`: an RSA certificate with keyEncipherment
-    alone over TLS 1.3 or ECDHE). The probe said "works" for a backend the gateway is
-    refused by (h254). A failure when the probe reads WSO2's files, a note otherwise,
-    as :func:`java_sends_none`."""
-    if leaf is None:
+#: Java's defaults for what a server may send (jdk.tls.maxCertificateChainLength,
+#: jdk.tls.maxHandshakeMessageSize: JDK 17 and 25), where OpenSSL takes more.
+JAVA_MAX_CHAIN: Final = 10
+JAVA_MAX_MESSAGE: Final = 32_768
+_MESSAGE_NAMES: Final = {11: "Certificate", 13: "CertificateRequest"}
+
+#: Critical extensions OpenSSL processes and Java's certificate path validation does
+#: not ("unrecognized critical extension(s)", h258): CRL distribution points, proxy
+#: certificate information, RFC 3779 address and AS blocks.
+_JAVA_UNKNOWN_CRITICAL: Final = {
+    "2.5.29.31": "CRL distribution points",
+    "1.3.6.1.5.5.7.1.14": "proxy certificate information",
+    "1.3.6.1.5.5.7.1.7": "IP address blocks",
+    "1.3.6.1.5.5.7.1.8": "AS identifiers",
+}
+_CERTIFICATE_POLICIES = "2.5.29.32"
+
+
+def java_refuses_server(report: Report, served: Sequence[bytes]) -> None:
+    """Say that a Java client would refuse the server OpenSSL took (``served``: the
+    certificates it sent, leaf first): a key usage that does not allow what the
+    negotiated key exchange does with the key (:func:`mtls._purpose.java_client_refuses`,
+    h254), more certificates or a larger handshake message than Java takes, a critical
+    extension Java does not process, or an intermediate's critical policies with
+    qualifiers (h258). The probe said "works" for backends the gateway is refused by.
+    A failure when the probe reads WSO2's files, a note otherwise, as
+    :func:`java_sends_none`."""
+    found = _java_refusals(report, served)
+    if not found:
         return
-    problem = _purpose.java_client_refuses(leaf, report.tls_version, report.cipher)
-    if problem is None:
-        return
-    try:
-        subject = _x509.subject_text(_x509.load_cert(leaf))
-    except ValueError:
-        subject = "its certificate"
+    problem, fix = found[0]
     said = (
-        f"a Java client (the WSO2 gateway) refuses this server's certificate ({subject}) "
-        f"over {report.tls_version} ({report.cipher}): {problem}; OpenSSL, and a profile "
-        "set, take it: the backend's certificate must be reissued with digitalSignature "
-        "in its key usage (beside keyEncipherment: keytool -ext "
-        "KeyUsage=digitalSignature,keyEncipherment; openssl x509 -extfile with keyUsage = "
-        "digitalSignature, keyEncipherment)"
+        f"a Java client (the WSO2 gateway) refuses this server over {report.tls_version} "
+        f"({report.cipher}): {problem}; OpenSSL, and a profile set, take it: {fix}"
     )
     if setup_is_gateways(report) and report.failure is None:
-        report.failure = Failure("java_refuses_server_certificate", said)
+        report.failure = Failure("java_refuses_server", said)
     else:
         report.notes.append(said)
+
+
+def _java_refusals(report: Report, served: Sequence[bytes]) -> list[tuple[str, str]]:
+    """``(problem, fix)`` for each rule of Java's the server breaks, most telling first."""
+    found: list[tuple[str, str]] = []
+    certs: list[tuple[int, bytes, x509.Certificate]] = []
+    for index, der in enumerate(served):
+        with contextlib.suppress(ValueError):
+            certs.append((index, der, _x509.load_cert(der)))
+    for index, der, cert in certs[:1]:
+        problem = _purpose.java_client_refuses(der, report.tls_version, report.cipher)
+        if problem is not None and index == 0:  # the leaf's
+            found.append(
+                (
+                    f"its certificate ({_x509.subject_text(cert)}): {problem}",
+                    "the backend's certificate must be reissued with digitalSignature in its "
+                    "key usage (beside keyEncipherment: keytool -ext "
+                    "KeyUsage=digitalSignature,keyEncipherment; openssl x509 -extfile with "
+                    "keyUsage = digitalSignature, keyEncipherment)",
+                )
+            )
+    count = report.server_certificates
+    if count is not None and count > JAVA_MAX_CHAIN:
+        found.append(
+            (
+                f"it sent {count} certificates, and Java clients take at most "
+                f'{JAVA_MAX_CHAIN} ("The certificate chain length ({count}) exceeds the '
+                f'maximum allowed length ({JAVA_MAX_CHAIN})", jdk.tls.maxCertificateChainLength)',
+                "the backend should send its certificate and the intermediates up to the "
+                "CA the gateway trusts, not a bundle of CAs",
+            )
+        )
+    if report.largest_message is not None and report.largest_message[1] > JAVA_MAX_MESSAGE:
+        kind, size = report.largest_message
+        name = _MESSAGE_NAMES.get(kind, f"type {kind}")
+        found.append(
+            (
+                f"its {name} message is {size:,} bytes, and Java clients take at most "
+                f'{JAVA_MAX_MESSAGE:,} ("The size of the handshake message ({size}) exceeds '
+                f'the maximum allowed size ({JAVA_MAX_MESSAGE})", '
+                "jdk.tls.maxHandshakeMessageSize)",
+                "the backend should list fewer CAs in its request for client certificates "
+                "(the gateway's own CA is enough)"
+                if kind == 13
+                else "the backend should send a shorter chain, or a certificate with fewer names",
+            )
+        )
+    for index, _, cert in certs:
+        if cert.issuer == cert.subject:
+            continue  # an anchor sent along: Java does not check a trust anchor's
+        which = "its certificate" if index == 0 else f"CA certificate [{index}] of its chain"
+        try:
+            extensions = list(cert.extensions)
+        except ValueError:  # OpenSSL took what cryptography cannot read: not judged here
+            continue
+        for ext in extensions:
+            oid = ext.oid.dotted_string
+            if ext.critical and oid in _JAVA_UNKNOWN_CRITICAL:
+                found.append(
+                    (
+                        f"{which} ({_x509.subject_text(cert)}) marks its "
+                        f"{_JAVA_UNKNOWN_CRITICAL[oid]} extension critical, which Java's "
+                        'certificate path validation does not process ("unrecognized '
+                        'critical extension(s)")',
+                        "the certificate must be reissued with that extension not critical",
+                    )
+                )
+            elif (
+                index > 0
+                and ext.critical
+                and oid == _CERTIFICATE_POLICIES
+                and isinstance(ext.value, x509.CertificatePolicies)
+                and any(policy.policy_qualifiers for policy in ext.value)
+            ):
+                found.append(
+                    (
+                        f"{which} ({_x509.subject_text(cert)}) has critical certificate "
+                        'policies with qualifiers, which Java refuses ("critical policy '
+                        'qualifiers present in certificate")',
+                        "the CA certificate must be reissued with its policies not critical, "
+                        "or without qualifiers",
+                    )
+                )
+    return found
 
 
 def setup_is_gateways(report: Report) -> bool:

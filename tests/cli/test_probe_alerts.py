@@ -1110,41 +1110,26 @@ def test_a_server_certificate_java_refuses_for_its_key_usage_is_named(
     WSO2 gateway) refuse it ("KeyUsage does not allow digital signatures"), and the
     probe said it works. With a keystore, a note; with the gateway's profile file, a
     failure. The twin: with digitalSignature beside it, nothing is said."""
-    from tests._helpers import PASSWORD as XML_PASSWORD
-    from tests._helpers import profile_xml
     from tests._pki import key_usage_only
 
     usages = ("digital_signature", "key_encipherment") if signs else ("key_encipherment",)
     served = key_usage_only(ca, ("localhost",), "legacy backend", *usages, rsa_key=True)
-    keystore = ca.issue_cert("gw").write_keystore(tmp_path / "gw.jks", XML_PASSWORD)
-    trust_jks = ca.write_truststore(tmp_path / "t.jks", XML_PASSWORD)
     with MTLSServer(served, client_ca=ca) as backend:
         code, report, _ = probe(capsys, backend.port, ca.issue_cert("gw"), trust, tmp_path)
-        xml = tmp_path / "sslprofiles.xml"
-        xml.write_text(
-            profile_xml(
-                f"<profile><servers>localhost:{backend.port}</servers><KeyStore><Location>"
-                f"{keystore}</Location><Type>JKS</Type><Password>{XML_PASSWORD}</Password>"
-                f"</KeyStore><TrustStore><Location>{trust_jks}</Location><Type>JKS</Type>"
-                f"<Password>{XML_PASSWORD}</Password></TrustStore></profile>"
-            )
-        )
-        gateway = main(["probe", f"https://localhost:{backend.port}/", "--profiles", str(xml),
-                        "--json"])  # fmt: skip
-        through_profile = json.loads(capsys.readouterr().out)
+        gateway, through_profile = _gateway_probe(capsys, backend.port, ca, tmp_path)
     assert code == 0, report  # OpenSSL took it, and so does the backend our certificate
-    said = [n for n in report["notes"] if "refuses this server's certificate" in n]
+    said = [n for n in report["notes"] if "a Java client (the WSO2 gateway) refuses" in n]
     if signs:
         assert said == [], report
         assert gateway == 0 and through_profile["error"] is None, through_profile
         return
     assert len(said) == 1, report
-    assert "(CN=legacy backend) over TLSv1.3" in said[0]
+    assert "over TLSv1.3 (" in said[0] and "its certificate (CN=legacy backend)" in said[0]
     assert "its key usage has no digitalSignature, which Java clients" in said[0]
     assert '("KeyUsage does not allow digital signatures")' in said[0]
     assert "keytool -ext KeyUsage=digitalSignature,keyEncipherment" in said[0]
     assert gateway == 1, through_profile
-    assert through_profile["error"]["kind"] == "java_refuses_server_certificate"
+    assert through_profile["error"]["kind"] == "java_refuses_server"
     assert "a Java client (the WSO2 gateway) refuses" in through_profile["error"]["message"]
 
 
@@ -1172,3 +1157,141 @@ def test_the_probe_presents_a_keystores_client_certificate(ca, trust, tmp_path, 
     # Taken: the newer one (both are CN=gateway) is refused ("unsuitable certificate
     # purpose"), as the code before this presented it.
     assert report["server_accepted_client_certificate"] is True, report
+
+
+def _gateway_probe(
+    capsys: pytest.CaptureFixture[str], port: int, ca: CA, d: Path
+) -> tuple[int, dict[str, Any]]:
+    """``mtls probe --profiles --json`` of localhost:``port`` with a profile file (the
+    gateway's files: what Java refuses fails the probe) naming a keystore ``ca``
+    issued and a truststore of ``ca``."""
+    from tests._helpers import PASSWORD as XML_PASSWORD
+    from tests._helpers import profile, profile_xml
+
+    keystore = ca.issue_cert("gw").write_keystore(d / "gateway.jks", XML_PASSWORD)
+    trust_jks = ca.write_truststore(d / "gateway-trust.jks", XML_PASSWORD)
+    xml = d / "gateway-profiles.xml"
+    xml.write_text(profile_xml(profile(f"localhost:{port}", keystore, trust_jks)))
+    code = main(["probe", f"https://localhost:{port}/", "--profiles", str(xml), "--json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.openssl
+@pytest.mark.parametrize("sent", [10, 11])
+def test_more_certificates_than_java_takes_fail_the_gateways_probe(
+    ca, openssl_bin, tmp_path, capsys, sent
+):
+    """A backend sending its chain with a bundle of unrelated CAs (11 certificates):
+    Java refuses more than 10 ("The certificate chain length (11) exceeds the maximum
+    allowed length (10)"); OpenSSL takes it, and the probe said OK (h258). The twin:
+    10 certificates pass."""
+    issuing = ca.create_child_ca(name="chain issuing")
+    server = issuing.issue_cert("localhost").write_pem(tmp_path / "server.pem")
+    chain = tmp_path / "chain.pem"
+    others = [CA(name=f"unrelated {i}").cert_pem for i in range(sent - 2)]
+    chain.write_bytes(issuing.cert_pem + b"".join(others))
+    (tmp_path / "ca.pem").write_bytes(ca.cert_pem)
+    files = {"server_cert": server, "server_key": server, "ca": tmp_path / "ca.pem"}
+    with openssl_server(openssl_bin, files, "-cert_chain", str(chain)) as port:
+        code, report = _gateway_probe(capsys, port, ca, tmp_path)
+    if sent <= 10:
+        assert code == 0 and report["error"] is None, report
+        return
+    assert code == 1 and report["error"]["kind"] == "java_refuses_server", report
+    assert (
+        "it sent 11 certificates, and Java clients take at most 10" in (report["error"]["message"])
+    )
+
+
+@pytest.mark.openssl
+@pytest.mark.parametrize("listed", [1, 250])
+def test_a_request_larger_than_java_takes_fails_the_gateways_probe(
+    ca, s_server_files, openssl_bin, tmp_path, capsys, listed
+):
+    """A backend asking for client certificates of 250 CAs: a 40 KiB CertificateRequest,
+    over Java's 32,768 bytes ("The size of the handshake message ... exceeds the maximum
+    allowed size (32768)"); OpenSSL takes up to 100 KiB, and the probe said OK (h258).
+    The twin: one CA listed."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    key = ec.generate_private_key(ec.SECP256R1())  # one key: only the names are sent
+    now = dt.datetime.now(dt.UTC)
+
+    def partner(i: int) -> bytes:
+        name = x509.Name(
+            [
+                x509.NameAttribute(x509.NameOID.COUNTRY_NAME, "DE"),
+                x509.NameAttribute(x509.NameOID.ORGANIZATION_NAME, f"Partner {i:04d} GmbH"),
+                x509.NameAttribute(
+                    x509.NameOID.ORGANIZATIONAL_UNIT_NAME, "Public Key Infrastructure Services"
+                ),
+                x509.NameAttribute(
+                    x509.NameOID.COMMON_NAME, f"Partner {i:04d} Client Issuing CA G2"
+                ),
+            ]
+        )
+        return (
+            x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(i + 1)
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()).public_bytes(Encoding.PEM)
+        )  # fmt: skip
+
+    names = tmp_path / "client-cas.pem"
+    names.write_bytes(ca.cert_pem + b"".join(partner(i) for i in range(listed - 1)))
+    files = {**s_server_files, "ca": names}
+    with openssl_server(openssl_bin, files) as port:
+        code, report = _gateway_probe(capsys, port, ca, tmp_path)
+    if listed == 1:
+        assert code == 0 and report["error"] is None, report
+        return
+    assert code == 1 and report["error"]["kind"] == "java_refuses_server", report
+    message = report["error"]["message"]
+    assert "its CertificateRequest message is " in message
+    assert "Java clients take at most 32,768" in message
+    assert "list fewer CAs in its request" in message
+
+
+@pytest.mark.parametrize("critical", [False, True])
+def test_a_critical_extension_java_does_not_process_fails_the_gateways_probe(
+    ca, tmp_path, capsys, critical
+):
+    """A backend's certificate with a critical CRL distribution points extension:
+    OpenSSL processes it, Java's path validation does not ("unrecognized critical
+    extension(s)"), and the probe said OK (h258). The twin: the same, not critical."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "cdp backend")])
+    points = x509.CRLDistributionPoints(
+        [x509.DistributionPoint([x509.UniformResourceIdentifier("http://crl.test/ca.crl")],
+                                None, None, None)]
+    )  # fmt: skip
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(ca.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+        .add_extension(points, critical=critical)
+        .sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    served = mtls.Keystore()
+    served.add_key("backend", key, [cert, ca.certificate])
+    with MTLSServer(served, client_ca=ca) as backend:
+        code, report = _gateway_probe(capsys, backend.port, ca, tmp_path)
+    if not critical:
+        assert code == 0 and report["error"] is None, report
+        return
+    assert code == 1 and report["error"]["kind"] == "java_refuses_server", report
+    assert (
+        "its certificate (CN=cdp backend) marks its CRL distribution points extension "
+        in (report["error"]["message"])
+    )
