@@ -541,6 +541,9 @@ class Health(Generic[S]):
         # What log lines call the presented certificate: a client's, except for the
         # set under gRPC's server_credentials, which presents a server's.
         self.identity = "client certificate"
+        #: Where an anchor's lines name, when not ``where``: a rotating server's
+        #: truststore (its anchors were said under the keystore's path, h259).
+        self.anchors_where: str | None = None
         self._clock = clock
         # Re-entrant: a signal handler (run on the main thread between two steps of
         # whatever it was doing) that asks status() while that thread judges here
@@ -721,7 +724,8 @@ class Health(Generic[S]):
     def _announce(self, events: list[HealthEvent], callbacks: list[HealthCallback]) -> None:
         """Log ``events`` and deliver them to ``callbacks`` (outside the lock)."""
         for event in events:
-            _log(event, self._where, self.identity)
+            where = (self.anchors_where if event.role == "anchor" else None) or self._where
+            _log(event, where, self.identity)
         if events and callbacks:
             notifier = self.notifier
             deliver = functools.partial(

@@ -918,6 +918,7 @@ class RotatingServerContext:
             expiry, settings.keystore.shown_location, _InUse(settings.keystore.alias)
         )
         health.identity = "server certificate"
+        health.anchors_where = settings.truststore.shown_location
         health.start(engine.snapshot)
         health.notifier = engine.notifier
         engine.watch(health.watch)

@@ -1424,3 +1424,24 @@ def test_the_certificate_in_service_is_not_judged_again_when_its_file_is_read_ag
         wait_for(lambda: engine.snapshot.renew_at is None, timeout=30)  # both ends passed
         assert engine.snapshot.serial == newer.serial_number
         assert "not installed" not in str(server.last_error)
+
+
+def test_an_expired_anchor_is_named_under_the_truststore(
+    estate: Estate, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A truststore holding an expired CA beside the clients' one: its line named the
+    keystore's path (h259), sending the operator to the wrong file. The twin: the
+    server's own certificate is still said under the keystore's."""
+    now = datetime.datetime.now(datetime.UTC)
+    estate.trust(
+        estate.client_ca, CA(name="retired CA", not_after=now - datetime.timedelta(days=1))
+    )
+    caplog.set_level("WARNING", logger="mtls")
+    with estate.server() as server:
+        events = server.check_health()  # what the reload thread does after each check
+    assert [e.role for e in events if e.subject and "retired CA" in e.subject] == ["anchor"]
+    lines = [r.getMessage() for r in caplog.records if "CN=retired CA" in r.getMessage()]
+    assert lines, caplog.text
+    assert all(
+        line.startswith(f"{estate.truststore}: trust anchor CN=retired CA") for line in lines
+    )
