@@ -471,7 +471,7 @@ class ServerPlan:
                 len(set(old.truststore.anchors_der)),
                 f"; identity as in service: {_who(new)}" if new.keystore is old.keystore else "",
             )
-        if new.keystore is not old.keystore and _who(new) == _who(old):
+        if new.keystore is not old.keystore and _same_identity(new, old, s.keystore.alias):
             # New bytes, the same certificate (a keystore converted in place, another
             # password): "X -> X" read as a rotation that did not happen (h256).
             log.info("%s: new keystore, same server certificate %s", self.where, _who(new))
@@ -620,6 +620,16 @@ def _leaf(
 
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def _same_identity(new: ServerSnapshot, old: ServerSnapshot, alias: str | None) -> bool:
+    """Whether two snapshots present the same key and chain (a keystore converted in
+    place, or written under another password): not only the same name and serial, which
+    a new key can share (h260)."""
+    try:
+        return new.keystore.key_entry(alias)[1:] == old.keystore.key_entry(alias)[1:]
+    except MTLSError:
+        return False
 
 
 def _who(snapshot: ServerSnapshot) -> str:

@@ -80,12 +80,15 @@ def check_purpose(purpose: object) -> Literal["client", "server"] | None:
     """``purpose`` as :meth:`Keystore.load` takes it.
 
     Raises:
-        ValueError: anything but ``"client"``, ``"server"`` or ``None`` (a role misspelt
-            would choose as if none were given).
+        ValueError: another string (a role misspelt would choose as if none were
+            given).
+        TypeError: anything but a string or ``None``.
     """
     for known in (None, "client", "server"):
         if purpose == known:
             return known
+    if not isinstance(purpose, str):
+        raise TypeError(f'purpose must be "client", "server" or None, not {purpose!r}')
     raise ValueError(f'purpose must be "client", "server" or None, not {purpose!r}')
 
 
@@ -435,6 +438,7 @@ class Keystore(_StoreBase):
                 without an integrity check where one was promised, or a file over
                 8 MiB (docs/security.md, "Limits").
             KeystoreError: the file cannot be read (permissions, a directory).
+            ValueError: ``purpose`` is another string (``TypeError``: not a string).
         """
         store = cls._read(
             read_store_file(path),

@@ -412,6 +412,8 @@ _JAVA_UNKNOWN_CRITICAL: Final = {
     "1.3.6.1.5.5.7.1.7": "IP address blocks",
     "1.3.6.1.5.5.7.1.8": "AS identifiers",
 }
+#: Processed for the leaf only (Java's EndEntityChecker): critical on a CA, refused.
+_JAVA_LEAF_ONLY_CRITICAL: Final = {"2.16.840.1.113730.1.1": "Netscape certificate type"}
 _CERTIFICATE_POLICIES = "2.5.29.32"
 
 
@@ -427,36 +429,51 @@ def java_refuses_server(report: Report, served: Sequence[bytes]) -> None:
     found = _java_refusals(report, served)
     if not found:
         return
-    problem, fix = found[0]
+    problem, fix, certain = found[0]
     said = (
         f"a Java client (the WSO2 gateway) refuses this server over {report.tls_version} "
         f"({report.cipher}): {problem}; OpenSSL, and a profile set, take it: {fix}"
     )
-    if setup_is_gateways(report) and report.failure is None:
+    if setup_is_gateways(report) and report.failure is None and certain:
         report.failure = Failure("java_refuses_server", said)
     else:
         report.notes.append(said)
 
 
-def _java_refusals(report: Report, served: Sequence[bytes]) -> list[tuple[str, str]]:
-    """``(problem, fix)`` for each rule of Java's the server breaks, most telling first."""
-    found: list[tuple[str, str]] = []
-    certs: list[tuple[int, bytes, x509.Certificate]] = []
-    for index, der in enumerate(served):
-        with contextlib.suppress(ValueError):
-            certs.append((index, der, _x509.load_cert(der)))
-    for index, der, cert in certs[:1]:
-        problem = _purpose.java_client_refuses(der, report.tls_version, report.cipher)
-        if problem is not None and index == 0:  # the leaf's
-            found.append(
-                (
-                    f"its certificate ({_x509.subject_text(cert)}): {problem}",
-                    "the backend's certificate must be reissued with digitalSignature in its "
-                    "key usage (beside keyEncipherment: keytool -ext "
-                    "KeyUsage=digitalSignature,keyEncipherment; openssl x509 -extfile with "
-                    "keyUsage = digitalSignature, keyEncipherment)",
-                )
+def _java_refusals(report: Report, served: Sequence[bytes]) -> list[tuple[str, str, bool]]:
+    """``(problem, fix, certain)`` for each rule of Java's the server breaks, most
+    telling first; ``certain`` False where Java's own negotiation may avoid it."""
+    found: list[tuple[str, str, bool]] = []
+    path = _java_path(served, report.setup.anchors or ())
+    leaf: tuple[bytes, x509.Certificate] | None = None
+    with contextlib.suppress(ValueError, IndexError):
+        leaf = served[0], _x509.load_cert(served[0])
+    problem = (
+        None
+        if leaf is None
+        else _purpose.java_client_refuses(leaf[0], report.tls_version, report.cipher)
+    )
+    if leaf is not None and problem is not None:
+        # Over TLS 1.2 a JDK 17 client offers RSA key transport too (last; JDK 25 not
+        # at all), which keyEncipherment allows: a server preferring it takes Java 17
+        # (h260). Python's list has no such suite: the probe cannot see which.
+        tls12 = report.tls_version != "TLSv1.3"
+        found.append(
+            (
+                f"its certificate ({_x509.subject_text(leaf[1])}): {problem}"
+                + (
+                    " (unless the server picks RSA key transport, which JDK 17 offers last "
+                    "and JDK 25 not at all)"
+                    if tls12
+                    else ""
+                ),
+                "the backend's certificate must be reissued with digitalSignature in its "
+                "key usage (beside keyEncipherment: keytool -ext "
+                "KeyUsage=digitalSignature,keyEncipherment; openssl x509 -extfile with "
+                "keyUsage = digitalSignature, keyEncipherment)",
+                not tls12,
             )
+        )
     count = report.server_certificates
     if count is not None and count > JAVA_MAX_CHAIN:
         found.append(
@@ -466,6 +483,7 @@ def _java_refusals(report: Report, served: Sequence[bytes]) -> list[tuple[str, s
                 f'maximum allowed length ({JAVA_MAX_CHAIN})", jdk.tls.maxCertificateChainLength)',
                 "the backend should send its certificate and the intermediates up to the "
                 "CA the gateway trusts, not a bundle of CAs",
+                True,
             )
         )
     if report.largest_message is not None and report.largest_message[1] > JAVA_MAX_MESSAGE:
@@ -481,11 +499,10 @@ def _java_refusals(report: Report, served: Sequence[bytes]) -> list[tuple[str, s
                 "(the gateway's own CA is enough)"
                 if kind == 13
                 else "the backend should send a shorter chain, or a certificate with fewer names",
+                True,
             )
         )
-    for index, _, cert in certs:
-        if cert.issuer == cert.subject:
-            continue  # an anchor sent along: Java does not check a trust anchor's
+    for index, _, cert in path:
         which = "its certificate" if index == 0 else f"CA certificate [{index}] of its chain"
         try:
             extensions = list(cert.extensions)
@@ -493,14 +510,17 @@ def _java_refusals(report: Report, served: Sequence[bytes]) -> list[tuple[str, s
             continue
         for ext in extensions:
             oid = ext.oid.dotted_string
-            if ext.critical and oid in _JAVA_UNKNOWN_CRITICAL:
+            unknown = _JAVA_UNKNOWN_CRITICAL.get(oid) or (
+                _JAVA_LEAF_ONLY_CRITICAL.get(oid) if index > 0 else None
+            )
+            if ext.critical and unknown is not None:
                 found.append(
                     (
-                        f"{which} ({_x509.subject_text(cert)}) marks its "
-                        f"{_JAVA_UNKNOWN_CRITICAL[oid]} extension critical, which Java's "
-                        'certificate path validation does not process ("unrecognized '
-                        'critical extension(s)")',
+                        f"{which} ({_x509.subject_text(cert)}) marks its {unknown} "
+                        "extension critical, which Java's certificate path validation does "
+                        'not process ("unrecognized critical extension(s)")',
                         "the certificate must be reissued with that extension not critical",
+                        True,
                     )
                 )
             elif (
@@ -517,9 +537,39 @@ def _java_refusals(report: Report, served: Sequence[bytes]) -> list[tuple[str, s
                         'qualifiers present in certificate")',
                         "the CA certificate must be reissued with its policies not critical, "
                         "or without qualifiers",
+                        True,
                     )
                 )
     return found
+
+
+def _java_path(
+    served: Sequence[bytes], anchors: Sequence[bytes]
+) -> list[tuple[int, bytes, x509.Certificate]]:
+    """The certificates Java validates of those the server sent: the leaf, then each
+    one's issuer among them, up to (not including) one the truststore holds or a
+    self-signed one, where Java's path ends (h260: an intermediate the truststore holds,
+    and an unrelated CA sent along, were judged as if validated). A pinned leaf (in the
+    truststore) is trusted as it is: no path."""
+    trusted = set(anchors)
+    certs: list[tuple[int, bytes, x509.Certificate]] = []
+    for index, der in enumerate(served):
+        with contextlib.suppress(ValueError):
+            certs.append((index, der, _x509.load_cert(der)))
+    if not certs or certs[0][0] != 0 or certs[0][1] in trusted:
+        return []
+    path = [certs[0]]
+    while True:
+        _, der, cert = path[-1]
+        if len(path) > 1 and (der in trusted or cert.issuer == cert.subject):
+            path.pop()  # the anchor: its extensions are not Java's concern
+            return path
+        if cert.issuer == cert.subject:
+            return path  # a self-signed leaf: the path is the leaf alone
+        issuer = next((c for c in certs if c[2].subject == cert.issuer and c not in path), None)
+        if issuer is None:
+            return path
+        path.append(issuer)
 
 
 def setup_is_gateways(report: Report) -> bool:

@@ -24,14 +24,20 @@ class LogCollector(logging.Handler):
         # Those that say mtls left out what it refuses without skip_failures (an entry
         # of <servers> without a port): ``mtls check`` fails on them whatever the mode.
         self.mtls_refused: list[str] = []
+        # What WSO2's gateway reads otherwise in a store a profile names (its Java
+        # notes): kept apart, each command saying them its way (mtls check in PROBLEMS,
+        # mtls probe of the profile that names the store).
+        self.store_java_notes: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         """Store the formatted message."""
-        if getattr(record, "mtls_store_java_note", False):
-            return  # said by the command itself (mtls check's PROBLEMS), once
         try:
             message = record.getMessage()
         except Exception:  # a malformed record must not break the command
+            return
+        if getattr(record, "mtls_store_java_note", False):
+            if message not in self.store_java_notes:
+                self.store_java_notes.append(message)
             return
         if message not in self.messages:
             self.messages.append(message)

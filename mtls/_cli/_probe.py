@@ -48,6 +48,7 @@ from ._diagnosis import (
     issuers_of,
     name_text,
     parse_target,
+    setup_is_gateways,
 )
 from ._logs import LogCollector
 from ._storeio import opening_password
@@ -482,7 +483,12 @@ def _lets_in_without_one(report: Report, timeout: float) -> Failure | None:
     other = run_probe(report.target, Setup(bare(), "options", verify=False, h2=h2), timeout=timeout)
     status = other.http_status or ""
     code = status.split()[1][:1] if len(status.split()) > 1 else ""
-    if other.failure is not None or code not in ("1", "2", "3"):
+    # Let in: an HTTP answer that is no error or redirect (nginx's ssl_verify_client on
+    # answers 400; an error_page may redirect), or, with no status to read (an HTTP/2
+    # server: gRPC), a connection it took as it took ours (h260: such a server letting
+    # anyone in passed).
+    let_in = other.failure is None and (code in ("1", "2") or (not code and other.accepted))
+    if not let_in:
         said = (
             f"was refused ({other.failure.kind})"
             if other.failure is not None
@@ -492,12 +498,13 @@ def _lets_in_without_one(report: Report, timeout: float) -> Failure | None:
         )
         report.notes.append(f"a client with no certificate {said}")
         return None
+    answered = f"it answered {status}" if status else "it took the connection, as ours"
     return Failure(
         "client_auth_not_enforced",
-        f"the server also let in a client with no certificate (it answered {status}): it "
-        "verifies the certificates it is sent and takes none as well (Java's "
-        "wantClientAuth, nginx's ssl_verify_client optional, openssl s_server -verify "
-        "where -Verify was meant): require one",
+        f"the server also let in a client with no certificate ({answered}): it verifies "
+        "the certificates it is sent and takes none as well (Java's wantClientAuth, "
+        "nginx's ssl_verify_client optional, openssl s_server -verify where -Verify was "
+        "meant): require one",
     )
 
 
@@ -545,6 +552,26 @@ def _lets_in_anyone(report: Report, timeout: float) -> Failure | None:
         "ssl_verify_client optional_no_ca, openssl s_server -verify or -Verify without "
         "-verify_return_error): require one it trusts",
     )
+
+
+def _stores_java_reads_otherwise(report: Report, notes: list[str]) -> None:
+    """A store of the probed profile that WSO2's gateway reads otherwise (a PKCS#12
+    truststore without Java's trust attribute, which Java reads as empty): the probe
+    said OK where the gateway fails (h260). A failure with the gateway's files, as
+    Java's other refusals; the notes come only from a profile file or deployment.toml."""
+    setup = report.setup
+    stores = [path for path in (setup.keystore, setup.truststore) if path]
+    said = [note for note in notes if any(f": {path}: " in note for path in stores)]
+    if not said:
+        return
+    if report.failure is None and setup_is_gateways(report):
+        report.failure = Failure(
+            "java_cannot_read_store",
+            f"WSO2's gateway (Java) cannot use a store this profile names, which mtls "
+            f"reads: {said[0]}",
+        )
+        said = said[1:]
+    report.notes.extend(said)
 
 
 def cmd_probe(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
@@ -599,6 +626,7 @@ def cmd_probe(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
         for m in logs.messages
         if "skipped (skip_failures)" not in m and about_us(m) and not m.startswith(shown)
     )
+    _stores_java_reads_otherwise(report, logs.store_java_notes)
     if args.json:
         out.json(report.to_json())
     else:

@@ -1160,16 +1160,21 @@ def test_the_probe_presents_a_keystores_client_certificate(ca, trust, tmp_path, 
 
 
 def _gateway_probe(
-    capsys: pytest.CaptureFixture[str], port: int, ca: CA, d: Path
+    capsys: pytest.CaptureFixture[str],
+    port: int,
+    ca: CA,
+    d: Path,
+    trusted: mtls.Truststore | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """``mtls probe --profiles --json`` of localhost:``port`` with a profile file (the
     gateway's files: what Java refuses fails the probe) naming a keystore ``ca``
-    issued and a truststore of ``ca``."""
+    issued and a truststore of ``ca`` (or ``trusted``)."""
     from tests._helpers import PASSWORD as XML_PASSWORD
     from tests._helpers import profile, profile_xml
 
     keystore = ca.issue_cert("gw").write_keystore(d / "gateway.jks", XML_PASSWORD)
-    trust_jks = ca.write_truststore(d / "gateway-trust.jks", XML_PASSWORD)
+    trust_jks = d / "gateway-trust.jks"
+    (trusted or ca.truststore()).save(trust_jks, XML_PASSWORD)
     xml = d / "gateway-profiles.xml"
     xml.write_text(profile_xml(profile(f"localhost:{port}", keystore, trust_jks)))
     code = main(["probe", f"https://localhost:{port}/", "--profiles", str(xml), "--json"])
@@ -1295,3 +1300,86 @@ def test_a_critical_extension_java_does_not_process_fails_the_gateways_probe(
         "its certificate (CN=cdp backend) marks its CRL distribution points extension "
         in (report["error"]["message"])
     )
+
+
+@pytest.mark.parametrize("holds_it", [False, True])
+def test_an_intermediate_the_truststore_holds_ends_javas_path(ca, tmp_path, capsys, holds_it):
+    """An intermediate with a critical CRL distribution points extension: refused by
+    Java when it validates it; but a truststore that holds the intermediate ends Java's
+    path there, and the probe failed such a backend Java takes (h260)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    now = dt.datetime.now(dt.UTC)
+    inter_key = ec.generate_private_key(ec.SECP256R1())
+    inter_name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "cdp intermediate")])
+    points = x509.CRLDistributionPoints(
+        [x509.DistributionPoint([x509.UniformResourceIdentifier("http://crl.test/i.crl")],
+                                None, None, None)]
+    )  # fmt: skip
+    inter = (
+        x509.CertificateBuilder().subject_name(inter_name).issuer_name(ca.certificate.subject)
+        .public_key(inter_key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(points, critical=True)
+        .sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    )  # fmt: skip
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(inter_name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
+        .sign(inter_key, hashes.SHA256())
+    )  # fmt: skip
+    served = mtls.Keystore()
+    served.add_key("backend", key, [leaf, inter])
+    trusted = ca.truststore()
+    if holds_it:
+        trusted.add("intermediate", inter)
+    with MTLSServer(served, client_ca=ca) as backend:
+        code, report = _gateway_probe(capsys, backend.port, ca, tmp_path, trusted)
+    if holds_it:
+        assert code == 0 and report["error"] is None, report
+        return
+    assert code == 1 and report["error"]["kind"] == "java_refuses_server", report
+    assert "CA certificate [1] of its chain (CN=cdp intermediate)" in report["error"]["message"]
+
+
+@pytest.mark.parametrize("java_trust", [False, True])
+def test_a_truststore_java_reads_as_empty_fails_the_gateways_probe(
+    ca, tmp_path, capsys, java_trust
+):
+    """A profile's PKCS#12 truststore without Java's trust attribute (openssl pkcs12
+    -nokeys): mtls trusts its certificates and the probe said OK; WSO2's gateway reads
+    no anchor ("the trustAnchors parameter must be non-empty") and fails (h260). The
+    twin: the same certificates with the attribute (as keytool writes them)."""
+    from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
+
+    from tests._helpers import PASSWORD as XML_PASSWORD
+    from tests._helpers import profile, profile_xml
+
+    keystore = ca.issue_cert("gw").write_keystore(tmp_path / "gateway.jks", XML_PASSWORD)
+    trust = tmp_path / "trust.p12"
+    if java_trust:
+        ca.truststore().save(trust, XML_PASSWORD, store_type="PKCS12")
+    else:
+        trust.write_bytes(
+            pkcs12.serialize_key_and_certificates(
+                None, None, None, [ca.certificate], BestAvailableEncryption(XML_PASSWORD.encode())
+            )
+        )
+    with MTLSServer(ca.issue_cert("localhost"), client_ca=ca) as backend:
+        xml = tmp_path / "p.xml"
+        xml.write_text(profile_xml(profile(f"localhost:{backend.port}", keystore, trust)))
+        code = main(["probe", f"https://localhost:{backend.port}/", "--profiles", str(xml),
+                     "--json"])  # fmt: skip
+        report = json.loads(capsys.readouterr().out)
+    if java_trust:
+        assert code == 0 and report["error"] is None, report
+        return
+    assert code == 1 and report["error"]["kind"] == "java_cannot_read_store", report
+    message = report["error"]["message"]
+    assert f"{trust}: its 1 certificate carries no Java trust attribute" in message

@@ -723,6 +723,31 @@ def test_require_client_auth_asks_an_h2_only_server_over_h2_with_the_throwaway(
     assert code == 1 and kind_of(report) == "client_auth_not_enforced", report
 
 
+@pytest.mark.parametrize("mode", [ssl.CERT_OPTIONAL, ssl.CERT_REQUIRED])
+def test_require_client_auth_asks_an_h2_only_server_without_a_certificate(ca, stores, capsys, mode):
+    """An HTTP/2-only server (gRPC) that verifies the certificates it is sent and lets
+    in clients that send none: the no-certificate connection's HTTP/2 opening went
+    through, read as "could not be judged", and the gate passed (h260). It fails now.
+    The twin: a server requiring a certificate refuses that client, and passes."""
+    server = _h2_only_server(ca, stores)
+    server.verify_mode = mode
+    seen: list[tuple[str | None, str]] = []
+    with accepting(_answer_h2_else_close(server, seen)) as port:
+        code, report, _ = probe(
+            f"https://localhost:{port}/", stores, capsys, "--require-client-auth"
+        )
+    if mode == ssl.CERT_REQUIRED:
+        assert code == 0, report
+        assert any("a client with no certificate was refused" in n for n in report["notes"])
+        return
+    assert ("h2", "None") in seen, seen  # the client without one, let in over h2
+    assert code == 1 and kind_of(report) == "client_auth_not_enforced", report
+    assert (
+        "let in a client with no certificate (it took the connection"
+        in (report["error"]["message"])
+    )
+
+
 def test_a_pem_keystore_without_a_password_is_not_asked_for_one(
     ca, stores, tmp_path, capsys, monkeypatch
 ):

@@ -275,6 +275,8 @@ def test_the_role_chooses_among_a_keys_certificates(
     assert leaf("server") == newer and leaf(None) == newer
     with pytest.raises(ValueError, match='purpose must be "client", "server" or None'):
         leaf("cilent")
+    with pytest.raises(TypeError, match='purpose must be "client", "server" or None'):
+        leaf(1)  # type: ignore[arg-type]
     with MTLSServer(root.issue_cert("localhost", "127.0.0.1"), client_ca=root) as server:
         chosen = mtls.Keystore.load(path, password, purpose="client")
         context = mtls.client_context(chosen, root.truststore())
