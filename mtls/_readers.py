@@ -459,18 +459,9 @@ def parse(
             )
         except _jks.PyJKSUnavailable as exc:
             raise KeystoreError(f"{where}: cannot read this {fmt} store: {exc}", path=path) from exc
-    if fmt == "PKCS12":
-        return _parse_pkcs12(
-            data,
-            password,
-            key_password,
-            with_keys=with_keys,
-            path=path,
-            budget=budget,
-            purpose=purpose,
-        )
-    if fmt == "PEM":
-        return _parse_pem(
+    if fmt in ("PKCS12", "PEM"):
+        read = _parse_pkcs12 if fmt == "PKCS12" else _parse_pem
+        return read(
             data,
             password,
             key_password,

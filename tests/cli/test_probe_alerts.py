@@ -1267,26 +1267,12 @@ def test_a_critical_extension_java_does_not_process_fails_the_gateways_probe(
     """A backend's certificate with a critical CRL distribution points extension:
     OpenSSL processes it, Java's path validation does not ("unrecognized critical
     extension(s)"), and the probe said OK (h258). The twin: the same, not critical."""
-    from cryptography.hazmat.primitives.asymmetric import ec
+    from tests._pki import _leaf_builder
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "cdp backend")])
-    points = x509.CRLDistributionPoints(
-        [x509.DistributionPoint([x509.UniformResourceIdentifier("http://crl.test/ca.crl")],
-                                None, None, None)]
-    )  # fmt: skip
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(ca.certificate.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
-        .add_extension(points, critical=critical)
-        .sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    key, builder = _leaf_builder(ca, ("localhost",), "cdp backend")
+    cert = builder.add_extension(_crl_points(), critical=critical).sign(
+        ca.private_key,  # type: ignore[arg-type]
+        hashes.SHA256(),
     )
     served = mtls.Keystore()
     served.add_key("backend", key, [cert, ca.certificate])
@@ -1312,16 +1298,12 @@ def test_an_intermediate_the_truststore_holds_ends_javas_path(ca, tmp_path, caps
     now = dt.datetime.now(dt.UTC)
     inter_key = ec.generate_private_key(ec.SECP256R1())
     inter_name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "cdp intermediate")])
-    points = x509.CRLDistributionPoints(
-        [x509.DistributionPoint([x509.UniformResourceIdentifier("http://crl.test/i.crl")],
-                                None, None, None)]
-    )  # fmt: skip
     inter = (
         x509.CertificateBuilder().subject_name(inter_name).issuer_name(ca.certificate.subject)
         .public_key(inter_key.public_key()).serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=30))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(points, critical=True)
+        .add_extension(_crl_points(), critical=True)
         .sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
     )  # fmt: skip
     key = ec.generate_private_key(ec.SECP256R1())
@@ -1383,3 +1365,9 @@ def test_a_truststore_java_reads_as_empty_fails_the_gateways_probe(
     assert code == 1 and report["error"]["kind"] == "java_cannot_read_store", report
     message = report["error"]["message"]
     assert f"{trust}: its 1 certificate carries no Java trust attribute" in message
+
+
+def _crl_points() -> x509.CRLDistributionPoints:
+    """A CRL distribution points extension naming one URL."""
+    url = x509.UniformResourceIdentifier("http://crl.test/ca.crl")
+    return x509.CRLDistributionPoints([x509.DistributionPoint([url], None, None, None)])
