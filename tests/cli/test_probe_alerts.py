@@ -1288,24 +1288,32 @@ def test_a_critical_extension_java_does_not_process_fails_the_gateways_probe(
     )
 
 
-@pytest.mark.parametrize("holds_it", [False, True])
+@pytest.mark.parametrize("holds_it", ["no", "it", "a copy"])
 def test_an_intermediate_the_truststore_holds_ends_javas_path(ca, tmp_path, capsys, holds_it):
     """An intermediate with a critical CRL distribution points extension: refused by
     Java when it validates it; but a truststore that holds the intermediate ends Java's
-    path there, and the probe failed such a backend Java takes (h260)."""
+    path there, and the probe failed such a backend Java takes (h260). Java matches a
+    trusted certificate by its bytes, or its subject and key: a copy issued again (another
+    serial) ends the path too."""
     from cryptography.hazmat.primitives.asymmetric import ec
 
     now = dt.datetime.now(dt.UTC)
     inter_key = ec.generate_private_key(ec.SECP256R1())
     inter_name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "cdp intermediate")])
-    inter = (
-        x509.CertificateBuilder().subject_name(inter_name).issuer_name(ca.certificate.subject)
-        .public_key(inter_key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(_crl_points(), critical=True)
-        .sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
-    )  # fmt: skip
+
+    def intermediate() -> x509.Certificate:
+        return (
+            x509.CertificateBuilder().subject_name(inter_name)
+            .issuer_name(ca.certificate.subject).public_key(inter_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(_crl_points(), critical=True)
+            .sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    inter = intermediate()
     key = ec.generate_private_key(ec.SECP256R1())
     leaf = (
         x509.CertificateBuilder()
@@ -1319,11 +1327,11 @@ def test_an_intermediate_the_truststore_holds_ends_javas_path(ca, tmp_path, caps
     served = mtls.Keystore()
     served.add_key("backend", key, [leaf, inter])
     trusted = ca.truststore()
-    if holds_it:
-        trusted.add("intermediate", inter)
+    if holds_it != "no":
+        trusted.add("intermediate", inter if holds_it == "it" else intermediate())
     with MTLSServer(served, client_ca=ca) as backend:
         code, report = _gateway_probe(capsys, backend.port, ca, tmp_path, trusted)
-    if holds_it:
+    if holds_it != "no":
         assert code == 0 and report["error"] is None, report
         return
     assert code == 1 and report["error"]["kind"] == "java_refuses_server", report
