@@ -34,8 +34,6 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 
 from .. import _dates, _purpose, _x509
 from .._config import SSLProfile, format_server, is_ip_literal, normalize_host, tls_origin
@@ -554,26 +552,23 @@ def _java_path(
     and an unrelated CA sent along, were judged as if validated). A pinned leaf (in the
     truststore) is trusted as it is: no path. Trusted as Java's PKIXValidator trusts a
     certificate of the chain: the same bytes, or the same subject and public key (a
-    re-issued copy of an anchor)."""
-    named: set[tuple[bytes, bytes] | None] = set()
-    for der in anchors:
-        with contextlib.suppress(ValueError):
-            named.add(_subject_and_key(_x509.load_cert(der)))
-    named.discard(None)
+    re-issued copy of an anchor; compared as encoded, :func:`mtls._x509.raw_names`)."""
+    named = {names[1:] for der in anchors if (names := _x509.raw_names(der)) is not None}
 
-    def trusted(der: bytes, cert: x509.Certificate) -> bool:
-        return der in anchors or _subject_and_key(cert) in named
+    def trusted(der: bytes) -> bool:
+        names = _x509.raw_names(der)
+        return der in anchors or (names is not None and names[1:] in named)
 
     certs: list[tuple[int, bytes, x509.Certificate]] = []
     for index, der in enumerate(served):
         with contextlib.suppress(ValueError):
             certs.append((index, der, _x509.load_cert(der)))
-    if not certs or certs[0][0] != 0 or trusted(certs[0][1], certs[0][2]):
+    if not certs or certs[0][0] != 0 or trusted(certs[0][1]):
         return []
     path = [certs[0]]
     while True:
         _, der, cert = path[-1]
-        if len(path) > 1 and (trusted(der, cert) or cert.issuer == cert.subject):
+        if len(path) > 1 and (trusted(der) or cert.issuer == cert.subject):
             path.pop()  # the anchor: its extensions are not Java's concern
             return path
         if cert.issuer == cert.subject:
@@ -588,18 +583,6 @@ def setup_is_gateways(report: Report) -> bool:
     """Whether the probe read the gateway's own files (a profile, the catch-all or
     deployment.toml's default): what Java does there is what the gateway does."""
     return report.setup.matched in ("profile", "catch-all", "default")
-
-
-def _subject_and_key(cert: x509.Certificate) -> tuple[bytes, bytes] | None:
-    """A certificate's subject and public key (DER), as Java matches a trusted one;
-    ``None`` when its key cannot be read (then only its bytes match)."""
-    try:
-        key = cert.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    except (ValueError, UnsupportedAlgorithm):
-        return None
-    return cert.subject.public_bytes(), key
 
 
 def _canonical(der: bytes) -> object:
