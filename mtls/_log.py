@@ -26,8 +26,10 @@ from ._errors import MAX_MESSAGE, bounded, displayable, has_controls, safe_text
 #: fails on them (the record carries ``mtls_wso2_cannot_load=True``).
 WSO2_CANNOT_LOAD: Final = {"mtls_wso2_cannot_load": True}
 #: ``extra=`` of the warnings that say what WSO2's gateway reads otherwise in a store a
-#: profile names (its Java notes): the command line leaves them out, ``mtls check``
-#: naming each in the profile's PROBLEMS (the same note twice counted as two).
+#: profile names (its Java notes): the command line keeps them apart
+#: (``LogCollector.store_java_notes``), ``mtls check`` naming each in the profile's
+#: PROBLEMS (the same note twice was counted as two), ``mtls probe`` failing on those
+#: of the profile it probes.
 STORE_JAVA_NOTE: Final = {**WSO2_CANNOT_LOAD, "mtls_store_java_note": True}
 
 _said = threading.Event()

@@ -469,8 +469,9 @@ def _lets_in_without_one(report: Report, timeout: float) -> Failure | None:
     takes nothing as well (Java's wantClientAuth, nginx's ``ssl_verify_client
     optional``, ``openssl s_server -verify 1 -verify_return_error``) refused the
     self-signed certificate, and passed the gate (h255). One more connection, with no
-    certificate (``None``: refused, or answered with an HTTP error, as nginx's
-    ``ssl_verify_client on`` answers 400 after a handshake without one)."""
+    certificate (``None``: refused, or answered with an HTTP error or a redirect, as
+    nginx's ``ssl_verify_client on`` answers 400 after a handshake without one; an
+    HTTP/2 server's connection taken as ours was fails the gate, h260)."""
 
     def bare() -> ssl.SSLContext:
         return client_context(verify=False)  # the server was verified already
