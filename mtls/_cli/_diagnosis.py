@@ -37,6 +37,7 @@ from cryptography import x509
 
 from .. import _dates, _purpose, _x509
 from .._config import SSLProfile, format_server, is_ip_literal, normalize_host, tls_origin
+from .._crl import _issued
 from .._errors import (
     CertificateRevokedError,
     RevocationError,
@@ -44,6 +45,7 @@ from .._errors import (
     safe_text,
 )
 from .._idna import ascii_host
+from .._refusals import issuing_path
 from .._types import hex_serial
 from ._common import UsageError, key_description, now, oid_name, purpose_problem
 
@@ -415,9 +417,12 @@ _JAVA_UNKNOWN_CRITICAL: Final = {
 #: Processed for the leaf only (Java's EndEntityChecker): critical on a CA, refused.
 _JAVA_LEAF_ONLY_CRITICAL: Final = {"2.16.840.1.113730.1.1": "Netscape certificate type"}
 _CERTIFICATE_POLICIES = "2.5.29.32"
+_ANY_POLICY = "2.5.29.32.0"
 
 
-def java_refuses_server(report: Report, served: Sequence[bytes]) -> None:
+def java_refuses_server(
+    report: Report, served: Sequence[bytes], java12: Callable[[], str | None] = lambda: None
+) -> None:
     """Say that a Java client would refuse the server OpenSSL took (``served``: the
     certificates it sent, leaf first): a key usage that does not allow what the
     negotiated key exchange does with the key (:func:`mtls._purpose.java_client_refuses`,
@@ -425,8 +430,9 @@ def java_refuses_server(report: Report, served: Sequence[bytes]) -> None:
     extension Java does not process, or an intermediate's critical policies with
     qualifiers (h258). The probe said "works" for backends the gateway is refused by.
     A failure when the probe reads WSO2's files, a note otherwise, as
-    :func:`java_sends_none`."""
-    found = _java_refusals(report, served)
+    :func:`java_sends_none`. ``java12``: the key exchange a TLS 1.2 server picks from
+    JDK 17's offer (``"rsa"``, ``"signed"``, ``None``), asked only when it matters."""
+    found = _java_refusals(report, served, java12)
     if not found:
         return
     problem, fix, certain = found[0]
@@ -440,7 +446,9 @@ def java_refuses_server(report: Report, served: Sequence[bytes]) -> None:
         report.notes.append(said)
 
 
-def _java_refusals(report: Report, served: Sequence[bytes]) -> list[tuple[str, str, bool]]:
+def _java_refusals(
+    report: Report, served: Sequence[bytes], java12: Callable[[], str | None]
+) -> list[tuple[str, str, bool]]:
     """``(problem, fix, certain)`` for each rule of Java's the server breaks, most
     telling first; ``certain`` False where Java's own negotiation may avoid it."""
     found: list[tuple[str, str, bool]] = []
@@ -453,25 +461,37 @@ def _java_refusals(report: Report, served: Sequence[bytes]) -> list[tuple[str, s
         if leaf is None
         else _purpose.java_client_refuses(leaf[0], report.tls_version, report.cipher)
     )
+    # Over TLS 1.2 a JDK 17 client offers RSA key transport too (last; JDK 25 not at
+    # all), which keyEncipherment allows: what the server picks from JDK 17's offer
+    # decides (h260, h261). Python's own offer has no such suite.
+    tls12 = report.tls_version != "TLSv1.3"
+    exchange = java12() if leaf is not None and problem is not None and tls12 else None
+    if exchange == "rsa" and leaf is not None:
+        problem = _purpose.java_client_refuses(leaf[0], "TLSv1.2", "AES256-GCM-SHA384")
+        if problem is None:
+            report.notes.append(
+                f"its certificate ({_x509.subject_text(leaf[1])}) has no digitalSignature "
+                "in its key usage: JDK 17 takes it only because this server picks RSA key "
+                "transport from JDK 17's offer, which JDK 25 does not make (\"KeyUsage does "
+                'not allow digital signatures"): have it reissued with digitalSignature '
+                "before the gateway moves to JDK 25"
+            )
     if leaf is not None and problem is not None:
-        # Over TLS 1.2 a JDK 17 client offers RSA key transport too (last; JDK 25 not
-        # at all), which keyEncipherment allows: a server preferring it takes Java 17
-        # (h260). Python's list has no such suite: the probe cannot see which.
-        tls12 = report.tls_version != "TLSv1.3"
+        undecided = tls12 and exchange is None
         found.append(
             (
                 f"its certificate ({_x509.subject_text(leaf[1])}): {problem}"
                 + (
                     " (unless the server picks RSA key transport, which JDK 17 offers last "
                     "and JDK 25 not at all)"
-                    if tls12
+                    if undecided
                     else ""
                 ),
                 "the backend's certificate must be reissued with digitalSignature in its "
                 "key usage (beside keyEncipherment: keytool -ext "
                 "KeyUsage=digitalSignature,keyEncipherment; openssl x509 -extfile with "
                 "keyUsage = digitalSignature, keyEncipherment)",
-                not tls12,
+                not undecided,
             )
         )
     count = report.server_certificates
@@ -528,7 +548,12 @@ def _java_refusals(report: Report, served: Sequence[bytes]) -> list[tuple[str, s
                 and ext.critical
                 and oid == _CERTIFICATE_POLICIES
                 and isinstance(ext.value, x509.CertificatePolicies)
-                and any(policy.policy_qualifiers for policy in ext.value)
+                # Java refuses qualifiers of a specific policy; anyPolicy's it takes (h261)
+                and any(
+                    policy.policy_qualifiers
+                    and policy.policy_identifier.dotted_string != _ANY_POLICY
+                    for policy in ext.value
+                )
             ):
                 found.append(
                     (
@@ -546,37 +571,31 @@ def _java_refusals(report: Report, served: Sequence[bytes]) -> list[tuple[str, s
 def _java_path(
     served: Sequence[bytes], anchors: Sequence[bytes]
 ) -> list[tuple[int, bytes, x509.Certificate]]:
-    """The certificates Java validates of those the server sent: the leaf, then each
-    one's issuer among them, up to (not including) one the truststore holds or a
-    self-signed one, where Java's path ends (h260: an intermediate the truststore holds,
-    and an unrelated CA sent along, were judged as if validated). A pinned leaf (in the
-    truststore) is trusted as it is: no path. Trusted as Java's PKIXValidator trusts a
-    certificate of the chain: the same bytes, or the same subject and public key (a
-    re-issued copy of an anchor; compared as encoded, :func:`mtls._x509.raw_names`)."""
+    """The certificates Java validates of those the server sent, with their place in
+    it: the leaf, then each one's issuer among them followed by signature, not by name
+    (:func:`mtls._refusals.issuing_path`: a namesake with another key is not the issuer,
+    h261), up to (not including) one the truststore holds or a self-signed one, where
+    Java's path ends (h260: an intermediate the truststore holds, and an unrelated CA
+    sent along, were judged as if validated). A pinned leaf (in the truststore) is
+    trusted as it is: no path. Trusted as Java's PKIXValidator trusts a certificate of
+    the chain: the same bytes, or the same subject and public key (a copy issued again,
+    a cross-signed root; compared as encoded, :func:`mtls._x509.raw_names`)."""
     named = {names[1:] for der in anchors if (names := _x509.raw_names(der)) is not None}
 
     def trusted(der: bytes) -> bool:
         names = _x509.raw_names(der)
         return der in anchors or (names is not None and names[1:] in named)
 
-    certs: list[tuple[int, bytes, x509.Certificate]] = []
-    for index, der in enumerate(served):
-        with contextlib.suppress(ValueError):
-            certs.append((index, der, _x509.load_cert(der)))
-    if not certs or certs[0][0] != 0 or trusted(certs[0][1]):
+    try:
+        linked = issuing_path(served) if served else []
+    except ValueError:  # a certificate cryptography cannot read: not judged here
         return []
-    path = [certs[0]]
-    while True:
-        _, der, cert = path[-1]
-        if len(path) > 1 and (trusted(der) or cert.issuer == cert.subject):
-            path.pop()  # the anchor: its extensions are not Java's concern
-            return path
-        if cert.issuer == cert.subject:
-            return path  # a self-signed leaf: the path is the leaf alone
-        issuer = next((c for c in certs if c[2].subject == cert.issuer and c not in path), None)
-        if issuer is None:
-            return path
-        path.append(issuer)
+    path: list[tuple[int, bytes, x509.Certificate]] = []
+    for der, cert in linked:
+        if trusted(der) or _issued(der, der):  # the anchor (a key rollover's link is not)
+            break
+        path.append((served.index(der), der, cert))
+    return path
 
 
 def setup_is_gateways(report: Report) -> bool:

@@ -488,7 +488,10 @@ def _lets_in_without_one(report: Report, timeout: float) -> Failure | None:
     # answers 400; an error_page may redirect), or, with no status to read (an HTTP/2
     # server: gRPC), a connection it took as it took ours (h260: such a server letting
     # anyone in passed).
-    let_in = other.failure is None and (code in ("1", "2") or (not code and other.accepted))
+    # (With no status, only when ours had none either: a server that took our HTTP/1.1
+    # request and answered, and closes on a client without a certificate, refused it.)
+    unanswered = not code and not report.http_status and other.accepted is True
+    let_in = other.failure is None and (code in ("1", "2") or unanswered)
     if not let_in:
         said = (
             f"was refused ({other.failure.kind})"
@@ -568,8 +571,7 @@ def _stores_java_reads_otherwise(report: Report, notes: list[str]) -> None:
     if report.failure is None and setup_is_gateways(report):
         report.failure = Failure(
             "java_cannot_read_store",
-            f"WSO2's gateway (Java) cannot use a store this profile names, which mtls "
-            f"reads: {said[0]}",
+            f"WSO2's gateway (Java) cannot use a store the probe used, which mtls reads: {said[0]}",
         )
         said = said[1:]
     report.notes.extend(said)

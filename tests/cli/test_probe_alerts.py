@@ -1379,3 +1379,46 @@ def _crl_points() -> x509.CRLDistributionPoints:
     """A CRL distribution points extension naming one URL."""
     url = x509.UniformResourceIdentifier("http://crl.test/ca.crl")
     return x509.CRLDistributionPoints([x509.DistributionPoint([url], None, None, None)])
+
+
+@pytest.mark.openssl
+@pytest.mark.parametrize("prefers_rsa", [False, True])
+def test_over_tls12_the_key_usage_is_judged_on_what_the_server_picks_from_java(
+    ca, openssl_bin, tmp_path, capsys, prefers_rsa
+):
+    """An RSA certificate with keyEncipherment alone, behind a TLS 1.2 server: JDK 17
+    offers ECDHE first and RSA key transport last, so a server that follows the client's
+    order picks ECDHE and Java refuses; one that prefers RSA key transport is taken by
+    JDK 17 (not JDK 25). The probe judged its own offer, which has no RSA key transport,
+    and failed the second, then let the first pass (h260, h261): it asks with JDK 17's
+    offer now."""
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+        load_der_private_key,
+    )
+
+    from tests._pki import key_usage_only
+
+    served = key_usage_only(ca, ("localhost",), "legacy backend", "key_encipherment", rsa_key=True)
+    _, key_der, chain = served.key_entry("client")
+    key = load_der_private_key(key_der, None)
+    pem = tmp_path / "server.pem"
+    pem.write_bytes(
+        key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+        + x509.load_der_x509_certificate(chain[0]).public_bytes(Encoding.PEM)
+    )
+    (tmp_path / "ca.pem").write_bytes(ca.cert_pem)
+    files = {"server_cert": pem, "server_key": pem, "ca": tmp_path / "ca.pem"}
+    order = ("-serverpref", "-cipher", "AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256")
+    with openssl_server(openssl_bin, files, "-tls1_2", *(order if prefers_rsa else ())) as port:
+        code, report = _gateway_probe(capsys, port, ca, tmp_path)
+    if prefers_rsa:
+        assert code == 0 and report["error"] is None, report
+        assert any("JDK 17 takes it only because this server picks RSA key transport" in n
+                   for n in report["notes"]), report  # fmt: skip
+        return
+    assert code == 1 and report["error"]["kind"] == "java_refuses_server", report
+    assert "over TLSv1.2 (ECDHE-RSA-" in report["error"]["message"]
+    assert "unless the server picks" not in report["error"]["message"]
