@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .. import _dates, _purpose, _x509
 from .._config import SSLProfile, format_server, is_ip_literal, normalize_host, tls_origin
@@ -435,6 +437,9 @@ def java_refuses_server(
     found = _java_refusals(report, served, java12)
     if not found:
         return
+    # A certain refusal fails the probe, whichever comes first (h262: a hedged one
+    # ahead of it made it a note).
+    found.sort(key=lambda item: not item[2])
     problem, fix, certain = found[0]
     said = (
         f"a Java client (the WSO2 gateway) refuses this server over {report.tls_version} "
@@ -462,13 +467,22 @@ def _java_refusals(
         else _purpose.java_client_refuses(leaf[0], report.tls_version, report.cipher)
     )
     # Over TLS 1.2 a JDK 17 client offers RSA key transport too (last; JDK 25 not at
-    # all), which keyEncipherment allows: what the server picks from JDK 17's offer
-    # decides (h260, h261). Python's own offer has no such suite.
+    # all), which keyEncipherment allows and digitalSignature alone does not: what the
+    # server picks from JDK 17's offer decides (h260, h261, h262). Python's own offer
+    # has no such suite: asked when either exchange would be refused.
     tls12 = report.tls_version != "TLSv1.3"
-    exchange = java12() if leaf is not None and problem is not None and tls12 else None
+    on_transport = (
+        None
+        if leaf is None or not tls12 or not _rsa_key(leaf[1])
+        else _purpose.java_client_refuses(leaf[0], "TLSv1.2", "AES256-GCM-SHA384")
+    )
+    exchange = java12() if tls12 and (problem is not None or on_transport) else None
     if exchange == "rsa" and leaf is not None:
-        problem = _purpose.java_client_refuses(leaf[0], "TLSv1.2", "AES256-GCM-SHA384")
-        if problem is None:
+        problem = (
+            on_transport
+            and f"{on_transport} (this server picks RSA key transport from JDK 17's offer)"
+        )
+        if problem is None and _purpose.java_client_refuses(leaf[0], "TLSv1.3", report.cipher):
             report.notes.append(
                 f"its certificate ({_x509.subject_text(leaf[1])}) has no digitalSignature "
                 "in its key usage: JDK 17 takes it only because this server picks RSA key "
@@ -522,7 +536,11 @@ def _java_refusals(
                 True,
             )
         )
-    for index, _, cert in path:
+    # Java processes policies from the anchor down: a CA without certificate policies
+    # empties the policy tree, and the policies below it are not read (h262: a CA's
+    # critical qualifiers under such a CA were held against a chain Java takes).
+    policies = [_has_policies(cert) for _, _, cert in path]
+    for position, (index, _, cert) in enumerate(path):
         which = "its certificate" if index == 0 else f"CA certificate [{index}] of its chain"
         try:
             extensions = list(cert.extensions)
@@ -545,6 +563,7 @@ def _java_refusals(
                 )
             elif (
                 index > 0
+                and all(policies[position + 1 :])
                 and ext.critical
                 and oid == _CERTIFICATE_POLICIES
                 and isinstance(ext.value, x509.CertificatePolicies)
@@ -596,6 +615,23 @@ def _java_path(
             break
         path.append((served.index(der), der, cert))
     return path
+
+
+def _has_policies(cert: x509.Certificate) -> bool:
+    """Whether the certificate has a certificate policies extension (``True`` where its
+    extensions cannot be read: judged as Java would have them)."""
+    try:
+        return any(ext.oid.dotted_string == _CERTIFICATE_POLICIES for ext in cert.extensions)
+    except ValueError:
+        return True
+
+
+def _rsa_key(cert: x509.Certificate) -> bool:
+    """Whether the certificate's key is RSA (the one key RSA key transport uses)."""
+    try:
+        return isinstance(_x509.public_key(cert), rsa.RSAPublicKey)
+    except (ValueError, UnsupportedAlgorithm):
+        return False
 
 
 def setup_is_gateways(report: Report) -> bool:

@@ -1382,16 +1382,19 @@ def _crl_points() -> x509.CRLDistributionPoints:
 
 
 @pytest.mark.openssl
+@pytest.mark.parametrize("usage", ["key_encipherment", "digital_signature"])
 @pytest.mark.parametrize("prefers_rsa", [False, True])
 def test_over_tls12_the_key_usage_is_judged_on_what_the_server_picks_from_java(
-    ca, openssl_bin, tmp_path, capsys, prefers_rsa
+    ca, openssl_bin, tmp_path, capsys, prefers_rsa, usage
 ):
     """An RSA certificate with keyEncipherment alone, behind a TLS 1.2 server: JDK 17
     offers ECDHE first and RSA key transport last, so a server that follows the client's
     order picks ECDHE and Java refuses; one that prefers RSA key transport is taken by
     JDK 17 (not JDK 25). The probe judged its own offer, which has no RSA key transport,
     and failed the second, then let the first pass (h260, h261): it asks with JDK 17's
-    offer now."""
+    offer now. And a certificate with digitalSignature alone is refused by JDK 17 when
+    the server picks RSA key transport ("KeyUsage does not allow key encipherment"),
+    which the probe never saw (h262)."""
     from cryptography.hazmat.primitives.serialization import (
         Encoding,
         NoEncryption,
@@ -1401,7 +1404,7 @@ def test_over_tls12_the_key_usage_is_judged_on_what_the_server_picks_from_java(
 
     from tests._pki import key_usage_only
 
-    served = key_usage_only(ca, ("localhost",), "legacy backend", "key_encipherment", rsa_key=True)
+    served = key_usage_only(ca, ("localhost",), "legacy backend", usage, rsa_key=True)
     _, key_der, chain = served.key_entry("client")
     key = load_der_private_key(key_der, None)
     pem = tmp_path / "server.pem"
@@ -1414,6 +1417,14 @@ def test_over_tls12_the_key_usage_is_judged_on_what_the_server_picks_from_java(
     order = ("-serverpref", "-cipher", "AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256")
     with openssl_server(openssl_bin, files, "-tls1_2", *(order if prefers_rsa else ())) as port:
         code, report = _gateway_probe(capsys, port, ca, tmp_path)
+    if usage == "digital_signature":
+        if not prefers_rsa:
+            assert code == 0 and report["error"] is None, report  # ECDHE: signed
+            return
+        assert code == 1 and report["error"]["kind"] == "java_refuses_server", report
+        assert "its key usage has no keyEncipherment" in report["error"]["message"]
+        assert "this server picks RSA key transport" in report["error"]["message"]
+        return
     if prefers_rsa:
         assert code == 0 and report["error"] is None, report
         assert any("JDK 17 takes it only because this server picks RSA key transport" in n
@@ -1422,3 +1433,56 @@ def test_over_tls12_the_key_usage_is_judged_on_what_the_server_picks_from_java(
     assert code == 1 and report["error"]["kind"] == "java_refuses_server", report
     assert "over TLSv1.2 (ECDHE-RSA-" in report["error"]["message"]
     assert "unless the server picks" not in report["error"]["message"]
+
+
+@pytest.mark.parametrize("upper_has_policies", [True, False])
+def test_critical_qualifiers_under_a_ca_without_policies_are_not_held(
+    ca, tmp_path, capsys, upper_has_policies
+):
+    """An intermediate's critical certificate policies with qualifiers, under a CA
+    with certificate policies: Java refuses ("critical policy qualifiers present in
+    certificate"). Under a CA without any, Java's policy tree is empty before it and the
+    qualifiers are never read: Java takes the chain, and the probe failed it (h262)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    now = dt.datetime.now(dt.UTC)
+    policy = x509.ObjectIdentifier("1.3.6.1.4.1.99999.1.1")
+
+    def issued(subject: str, key, issuer_name, issuer_key, *extensions):  # type: ignore[no-untyped-def]
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, subject)]))
+            .issuer_name(issuer_name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_after(now + dt.timedelta(days=30))
+        )  # fmt: skip
+        for value, critical in extensions:
+            builder = builder.add_extension(value, critical=critical)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    ca_ext = (x509.BasicConstraints(ca=True, path_length=None), True)
+    keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(3)]
+    upper = issued(
+        "upper", keys[0], ca.certificate.subject, ca.private_key, ca_ext,
+        *([(x509.CertificatePolicies([x509.PolicyInformation(policy, None)]), False)]
+          if upper_has_policies else []),
+    )  # fmt: skip
+    qualified = x509.CertificatePolicies([x509.PolicyInformation(policy, ["https://cps.test/"])])
+    lower = issued("lower", keys[1], upper.subject, keys[0], ca_ext, (qualified, True))
+    leaf = issued(
+        "localhost", keys[2], lower.subject, keys[1],
+        (x509.SubjectAlternativeName([x509.DNSName("localhost")]), False),
+    )  # fmt: skip
+    served = mtls.Keystore()
+    served.add_key("backend", keys[2], [leaf, lower, upper])
+    with MTLSServer(served, client_ca=ca) as backend:
+        code, report = _gateway_probe(capsys, backend.port, ca, tmp_path)
+    if not upper_has_policies:
+        assert code == 0 and report["error"] is None, report
+        return
+    assert code == 1 and report["error"]["kind"] == "java_refuses_server", report
+    assert (
+        "CA certificate [1] of its chain (CN=lower) has critical certificate policies"
+        in (report["error"]["message"])
+    )
