@@ -1274,18 +1274,8 @@ def test_a_critical_extension_java_does_not_process_fails_the_gateways_probe(
         ca.private_key,  # type: ignore[arg-type]
         hashes.SHA256(),
     )
-    served = mtls.Keystore()
-    served.add_key("backend", key, [cert, ca.certificate])
-    with MTLSServer(served, client_ca=ca) as backend:
-        code, report = _gateway_probe(capsys, backend.port, ca, tmp_path)
-    if not critical:
-        assert code == 0 and report["error"] is None, report
-        return
-    assert code == 1 and report["error"]["kind"] == "java_refuses_server", report
-    assert (
-        "its certificate (CN=cdp backend) marks its CRL distribution points extension "
-        in (report["error"]["message"])
-    )
+    refused = "its certificate (CN=cdp backend) marks its CRL distribution points extension "
+    _java_verdict(capsys, ca, tmp_path, key, [cert, ca.certificate], refused if critical else None)
 
 
 @pytest.mark.parametrize("holds_it", ["no", "it", "a copy"])
@@ -1324,18 +1314,13 @@ def test_an_intermediate_the_truststore_holds_ends_javas_path(ca, tmp_path, caps
         .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), False)
         .sign(inter_key, hashes.SHA256())
     )  # fmt: skip
-    served = mtls.Keystore()
-    served.add_key("backend", key, [leaf, inter])
     trusted = ca.truststore()
     if holds_it != "no":
         trusted.add("intermediate", inter if holds_it == "it" else intermediate())
-    with MTLSServer(served, client_ca=ca) as backend:
-        code, report = _gateway_probe(capsys, backend.port, ca, tmp_path, trusted)
-    if holds_it != "no":
-        assert code == 0 and report["error"] is None, report
-        return
-    assert code == 1 and report["error"]["kind"] == "java_refuses_server", report
-    assert "CA certificate [1] of its chain (CN=cdp intermediate)" in report["error"]["message"]
+    refused = "CA certificate [1] of its chain (CN=cdp intermediate)"
+    _java_verdict(
+        capsys, ca, tmp_path, key, [leaf, inter], refused if holds_it == "no" else None, trusted
+    )
 
 
 @pytest.mark.parametrize("java_trust", [False, True])
@@ -1373,6 +1358,29 @@ def test_a_truststore_java_reads_as_empty_fails_the_gateways_probe(
     assert code == 1 and report["error"]["kind"] == "java_cannot_read_store", report
     message = report["error"]["message"]
     assert f"{trust}: its 1 certificate carries no Java trust attribute" in message
+
+
+def _java_verdict(
+    capsys: pytest.CaptureFixture[str],
+    ca: CA,
+    d: Path,
+    key: Any,
+    chain: list[x509.Certificate],
+    refused: str | None,
+    trusted: mtls.Truststore | None = None,
+) -> None:
+    """Serve ``key`` and ``chain`` (an mtls server trusting ``ca``'s clients) and probe
+    it with the gateway's files (:func:`_gateway_probe`): it works, or with ``refused``
+    in its message the probe fails it as Java refuses it (``java_refuses_server``)."""
+    served = mtls.Keystore()
+    served.add_key("backend", key, chain)
+    with MTLSServer(served, client_ca=ca) as backend:
+        code, report = _gateway_probe(capsys, backend.port, ca, d, trusted)
+    if refused is None:
+        assert code == 0 and report["error"] is None, report
+        return
+    assert code == 1 and report["error"]["kind"] == "java_refuses_server", report
+    assert refused in report["error"]["message"], report["error"]["message"]
 
 
 def _crl_points() -> x509.CRLDistributionPoints:
@@ -1474,15 +1482,7 @@ def test_critical_qualifiers_under_a_ca_without_policies_are_not_held(
         "localhost", keys[2], lower.subject, keys[1],
         (x509.SubjectAlternativeName([x509.DNSName("localhost")]), False),
     )  # fmt: skip
-    served = mtls.Keystore()
-    served.add_key("backend", keys[2], [leaf, lower, upper])
-    with MTLSServer(served, client_ca=ca) as backend:
-        code, report = _gateway_probe(capsys, backend.port, ca, tmp_path)
-    if not upper_has_policies:
-        assert code == 0 and report["error"] is None, report
-        return
-    assert code == 1 and report["error"]["kind"] == "java_refuses_server", report
-    assert (
-        "CA certificate [1] of its chain (CN=lower) has critical certificate policies"
-        in (report["error"]["message"])
+    refused = "CA certificate [1] of its chain (CN=lower) has critical certificate policies"
+    _java_verdict(
+        capsys, ca, tmp_path, keys[2], [leaf, lower, upper], refused if upper_has_policies else None
     )
