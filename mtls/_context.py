@@ -18,7 +18,7 @@ import weakref
 from collections.abc import Sequence
 from typing import Final
 
-from . import _dates, _der, _jks, _keyload, _openssl, _x509
+from . import _admission, _dates, _der, _jks, _keyload, _openssl, _x509
 from ._config import normalize_host
 from ._crl import CRLSet, _issued, warn_intermediate_anchors
 from ._errors import CRLError, KeyEntryError, KeystoreError, KeystoreFormatError
@@ -1027,6 +1027,9 @@ def build_server_context(
     # when the client sends nothing; CERT_OPTIONAL asks but lets it through.
     ctx.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_OPTIONAL
     _revocation(ctx, truststore, crls, crl_check, None)
+    # Java's check of the client certificate that OpenSSL's does not make (its key
+    # usage must allow signing): mtls/_admission.py.
+    _admission.install(ctx, truststore.anchors_der if truststore is not None else ())
     _keylog(ctx)
     return ctx
 

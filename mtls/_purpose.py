@@ -149,19 +149,16 @@ def usage_warning(der: bytes, role: str) -> tuple[str, str, str] | None:
         # exchanges, every one they negotiate with a current server (h254: mtls said
         # nothing, and the gateway was refused).
         return f"its key usage has no digitalSignature{JAVA_SIGNATURE}", "Java", fix
-    if (
-        key_usage is not None
-        and role == "client"
-        and not key_usage.digital_signature
-        and _signing_only_key(der)
-    ):
-        # A client's EC or EdDSA key with keyAgreement alone: OpenSSL's purpose check
-        # takes it and its servers accept the CertificateVerify it signs; gnutls-serv
-        # refuses it in TLS 1.2 and 1.3 ("does not allow digital signatures", h204).
+    if key_usage is not None and role == "client" and not key_usage.digital_signature:
+        # A client certificate with keyAgreement and no digitalSignature: OpenSSL's
+        # purpose check takes it and its servers accept the CertificateVerify signed
+        # with it; Java's servers refuse it ("KeyUsage does not allow digital
+        # signatures", h259), so do mtls's (mtls/_admission.py), and gnutls-serv refuses
+        # an EC one in TLS 1.2 and 1.3 (h204).
         return (
-            "its key usage has no digitalSignature, which its key (EC or EdDSA) needs to "
-            "sign the handshake",
-            "GnuTLS",
+            "its key usage has no digitalSignature, which a TLS client needs to sign the "
+            "handshake with its key",
+            "Java, mtls and GnuTLS" if _signing_only_key(der) else "Java and mtls",
             fix,
         )
     usages = _usage_extension(der, x509.ExtendedKeyUsage)

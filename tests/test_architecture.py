@@ -44,6 +44,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "_crl",
         "_answers",
         "_revocation",
+        "_admission",
         "_config",
         "_stores",
         "_wso2",

@@ -1072,8 +1072,8 @@ def test_an_ec_client_certificate_that_cannot_sign_is_named_for_gnutls(
 ):
     """An EC client key whose key usage allows keyAgreement alone passes OpenSSL's
     purpose check (its servers take the CertificateVerify it signs) and gnutls-serv
-    refuses it in TLS 1.2 and 1.3: nothing was said (h204). The warning names GnuTLS;
-    the twin, digitalSignature, is taken by both and draws none."""
+    refuses it in TLS 1.2 and 1.3: nothing was said (h204). The warning names GnuTLS
+    (and Java and mtls servers, which refuse it too: h259); the twin, digitalSignature, is taken by both and draws none."""
     from mtls import _purpose
     from tests._pki import key_usage_only
 
@@ -1081,7 +1081,7 @@ def test_an_ec_client_certificate_that_cannot_sign_is_named_for_gnutls(
     keystore = tmp_path / "gw.jks"
     store.save(keystore, PASSWORD)
     found = _purpose.usage_warning(store.key_entry("client")[2][0], "client")
-    assert (found is not None and found[1] == "GnuTLS") is (usage == "key_agreement")
+    assert (found is not None and found[1] == "Java, mtls and GnuTLS") is (usage == "key_agreement")
 
     def probed(port: int) -> int:
         code = main(
