@@ -1496,7 +1496,9 @@ def install(ctx: ssl.SSLContext, checker: RevocationChecker, anchors: Sequence[b
     """
     # Made per context, never cached globally: the classes hold the checker and the
     # anchors, which must die with the last context that uses them.
-    sock_class, object_class = _classes(checker, _Anchors(anchors))
+    sock_class, object_class = _classes(
+        checker, _Anchors(anchors), ctx.sslsocket_class, ctx.sslobject_class
+    )
     ctx.sslsocket_class = sock_class
     ctx.sslobject_class = object_class
 
@@ -1554,17 +1556,23 @@ def pending_check(ssl_object: object) -> OwedCheck | None:
 
 
 def _classes(
-    checker: RevocationChecker, anchors: _Anchors
+    checker: RevocationChecker,
+    anchors: _Anchors,
+    sock_base: type[ssl.SSLSocket],
+    object_base: type[ssl.SSLObject],
 ) -> tuple[type[ssl.SSLSocket], type[ssl.SSLObject]]:
-    class RevocationCheckedSocket(ssl.SSLSocket):
+    # Subclasses of the context's own classes, their arguments passed through: gevent's
+    # patched context constructs its own SSLSocket, whose do_handshake takes no
+    # ``block`` (every checked connection failed with a TypeError under gevent).
+    class RevocationCheckedSocket(sock_base):  # type: ignore[valid-type,misc]
         """A socket that checks the server's chain for revocation after the handshake,
         and before the first read or write when the handshake was implicit
         (``do_handshake_on_connect=False``)."""
 
         _mtls_checked = False
 
-        def do_handshake(self, block: bool = False) -> None:
-            super().do_handshake(block)
+        def do_handshake(self, *args: Any, **kwargs: Any) -> None:
+            super().do_handshake(*args, **kwargs)
             if self._mtls_checked:
                 return
             try:
@@ -1582,21 +1590,21 @@ def _classes(
             if not self._mtls_checked:
                 self.do_handshake()
 
-        def read(self, len: int = 1024, buffer: Any = None) -> Any:
+        def read(self, *args: Any, **kwargs: Any) -> Any:
             self._mtls_before_io()
-            return super().read(len, buffer)
+            return super().read(*args, **kwargs)
 
-        def write(self, data: Any) -> int:
+        def write(self, *args: Any, **kwargs: Any) -> Any:
             self._mtls_before_io()
-            return super().write(data)
+            return super().write(*args, **kwargs)
 
-        def send(self, data: Any, flags: int = 0) -> int:
+        def send(self, *args: Any, **kwargs: Any) -> Any:
             self._mtls_before_io()
-            return super().send(data, flags)
+            return super().send(*args, **kwargs)
 
         # sendall and sendfile call send; recv and recv_into call read.
 
-    class RevocationCheckedObject(ssl.SSLObject):
+    class RevocationCheckedObject(object_base):  # type: ignore[valid-type,misc]
         """The memory-BIO twin (asyncio, anyio): the event loop's thread only consults
         the cache; a miss leaves the check owed (see :func:`pending_check`)."""
 
@@ -1654,7 +1662,8 @@ def _classes(
                 # Nobody ran the owed check in a worker: run it here, before the
                 # first byte (this blocks an event loop: the integrations avoid it).
                 self._mtls_check()
-            return super().write(data)
+            written: int = super().write(data)
+            return written
 
     return RevocationCheckedSocket, RevocationCheckedObject
 

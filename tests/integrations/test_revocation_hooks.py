@@ -35,7 +35,7 @@ from mtls.integrations import httpx as mtls_httpx
 from mtls.integrations import requests as mtls_requests
 from mtls.integrations.aiohttp import MTLSClientSession
 from mtls.testing import CA, IssuedIdentity
-from tests._helpers import PASSWORD, write_trust
+from tests._helpers import PASSWORD, python_within, write_trust
 from tests.revocation._infra import PKI, revocation_pki
 
 
@@ -326,3 +326,53 @@ def test_profile_status_shows_the_revocation_state(env: Env) -> None:
         (entry,) = plain.status().profiles
         assert entry.revocation is None
         assert entry.to_dict()["revocation"] is None
+
+
+_GEVENT = """
+from gevent import monkey
+monkey.patch_all()
+import json, socket, gevent
+import mtls
+from mtls.testing import CA
+
+ca = CA()  # names no OCSP and no CRL: hard-fail refuses, soft-fail lets through
+server = mtls.server_context(ca.issue_cert("localhost").keystore(), ca.truststore())
+listener = socket.create_server(("127.0.0.1", 0))
+seen = {}
+
+def serve():
+    conn, _ = listener.accept()
+    try:
+        with server.wrap_socket(conn, server_side=True) as tls:
+            tls.recv(5)
+            tls.sendall(b"hello")
+    except OSError:
+        pass
+
+for mode in ("hard", "soft"):
+    worker = gevent.spawn(serve)
+    client = mtls.client_context(
+        ca.issue_cert("client").keystore(), ca.truststore(),
+        revocation=mtls.RevocationPolicy(mode=mode),
+    )
+    try:
+        with socket.create_connection(listener.getsockname(), timeout=10) as raw:
+            with client.wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.sendall(b"ping!")
+                seen[mode] = tls.recv(5).decode()
+    except Exception as exc:
+        seen[mode] = type(exc).__name__
+    worker.kill()
+print(json.dumps(seen))
+"""
+
+
+def test_gevents_patched_sockets_are_checked() -> None:
+    """Under gevent, a checked context's sockets are gevent's own class with the check
+    mixed in: every connection failed with a TypeError (gevent's do_handshake takes no
+    ``block``), in soft-fail as in hard."""
+    pytest.importorskip("gevent")
+    done = python_within(_GEVENT)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen == {"hard": "RevocationUnknownError", "soft": "hello"}
