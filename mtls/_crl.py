@@ -138,11 +138,27 @@ class CRLSet:
                     raise ValueError("PEM without an X509 CRL block")
                 parsed = [x509.load_pem_x509_crl(block) for block in blocks]
                 if b"-----BEGIN CERTIFICATE-----" in data:
-                    issuers = x509.load_pem_x509_certificates(data)
+                    # Read as stores read certificates: what cryptography would warn
+                    # about (a serial number that is not positive) is logged (h265).
+                    issuers = [
+                        _x509.load_cert(ssl.PEM_cert_to_DER_cert(block.decode("ascii")))
+                        for block in _x509.pem_blocks(data, b"CERTIFICATE")
+                    ]
             else:
                 parsed = [x509.load_der_x509_crl(data)]
             for crl in parsed:
-                crl.issuer.rfc4514_string()  # read lazily: a damaged name fails here, named
+                try:
+                    crl.issuer.rfc4514_string()  # read lazily: a damaged name fails here
+                except TypeError as exc:
+                    # An attribute cryptography will not build (a common name as a BIT
+                    # STRING): a TypeError, which escaped every caller, and made a
+                    # profile set's whole reload fail, not this profile's (h265).
+                    raise CRLError(
+                        f"{shown}: its issuer's name cannot be read "
+                        f"({_x509.parse_error_text(str(exc))}): have its CA issue it "
+                        "again, or check the file",
+                        path=where,
+                    ) from None
         except (ValueError, x509.InvalidVersion) as exc:
             # (InvalidVersion, a version field outside v1/v2, is not a ValueError.)
             raise CRLError(

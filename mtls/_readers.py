@@ -950,6 +950,21 @@ def _parse_pkcs12(
                 "pkcs12 -twopass writes such files; Java needs the one password for both): "
                 "export the store again with one password"
             )
+        elif (
+            exc.which == "store"
+            and password is not None
+            and password.reveal().endswith("\x00")
+            and _opens_past_its_mac(data, password, budget)
+        ):
+            # PBKDF2 keys HMAC with the password's UTF-8, and HMAC pads its key with
+            # zero bytes: a trailing NUL decrypts. The MAC's key comes from the password
+            # as BMPString with its own terminator: it fails (h265: an intact store was
+            # called damaged).
+            msg = (
+                f"{where}: the password ends with a NUL character (\\x00: an environment "
+                "variable or file written with one?), which decrypts the content but fails "
+                "the PKCS#12 integrity check (MAC): remove it"
+            )
         elif exc.which == "store" and _opens_past_its_mac(data, password, budget):
             # Java tells the two apart so too: "Integrity check failed", not "password
             # was incorrect" (h196: a damaged MAC, salt or count was a wrong password).

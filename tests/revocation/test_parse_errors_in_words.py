@@ -95,3 +95,65 @@ def test_an_ocsp_answer_that_cannot_be_read_is_said_in_words() -> None:
     with pytest.raises(mtls.RevocationUnknownError, match="a malformed answer") as caught:
         checker.check([leaf.public_bytes(DER)], [ca.public_bytes(DER)], host="backend")
     _no_dump(str(caught.value))
+
+
+def _bit_string_issuer_crl(common_name: str) -> bytes:
+    """A CRL whose issuer's common name is encoded as a BIT STRING (an attribute
+    cryptography refuses to build, with a TypeError, when the name is read)."""
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(_name(common_name))
+        .last_update(NOW - dt.timedelta(hours=1))
+        .next_update(NOW + dt.timedelta(days=1))
+        .sign(KEY, hashes.SHA256())
+    )
+    der = crl.public_bytes(DER)
+    utf8 = b"\x06\x03\x55\x04\x03\x0c" + bytes([len(common_name)]) + common_name.encode()
+    assert der.count(utf8) == 1
+    # BIT STRING of the same length: an unused-bits byte, then the rest of the name.
+    bits = (
+        b"\x06\x03\x55\x04\x03\x03" + bytes([len(common_name)]) + b"\x00" + common_name[1:].encode()
+    )
+    return der.replace(utf8, bits)
+
+
+def test_a_crl_whose_issuer_name_cannot_be_built_is_a_crl_error(tmp_path) -> None:
+    """A TypeError from cryptography escaped CRLSet.load, client_context and a profile
+    set's constructor, and failed a running set's whole reload (h265)."""
+    path = tmp_path / "ca.crl"
+    path.write_bytes(_bit_string_issuer_crl("bad issuer"))
+    with pytest.raises(mtls.CRLError, match=r"ca\.crl: its issuer's name cannot be read \("):
+        mtls.CRLSet.load(path)
+    # the twin: the same CRL with its name as written loads
+    path.write_bytes(
+        _bit_string_issuer_crl("bad issuer").replace(
+            b"\x03\x0a\x00ad issuer", b"\x0c\x0abad issuer"
+        )
+    )
+    assert len(mtls.CRLSet.load(path)) == 1
+
+
+def test_a_crl_bundles_certificate_with_serial_zero_is_read_as_stores_read_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A PEM bundle's issuer certificate with a serial number of zero (WSO2's stores
+    hold such roots) drew cryptography's deprecation warning, an exception under
+    ``-W error`` (this suite's setting), where a store logs one line (h265)."""
+    import ssl
+
+    ca = _cert("ca", 7, True)
+    der = ca.public_bytes(DER)
+    assert der.count(b"\x02\x01\x07") == 1
+    zero = der.replace(b"\x02\x01\x07", b"\x02\x01\x00")
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(_name("ca"))
+        .last_update(NOW - dt.timedelta(hours=1))
+        .next_update(NOW + dt.timedelta(days=1))
+        .sign(KEY, hashes.SHA256())
+    )
+    bundle = crl.public_bytes(serialization.Encoding.PEM) + ssl.DER_cert_to_PEM_cert(zero).encode()
+    with caplog.at_level("WARNING", logger="mtls"):
+        crls = mtls.CRLSet.from_bytes(bundle)
+    assert len(crls) == 1 and len(crls._issuers) == 1
+    assert "serial number is not positive" in caplog.text

@@ -335,3 +335,20 @@ def test_a_pkcs12_under_two_passwords_says_so_for_either(openssl_bin: str, tmp_p
         mtls.Keystore.load(target, content)
     with pytest.raises(mtls.WrongPasswordError, match="wrong store password"):
         mtls.Keystore.load(target, "neither-" + PASSWORD)
+
+
+@pytest.mark.keytool
+@pytest.mark.parametrize("store", ["mixed.p12", "trust.p12"])
+def test_a_password_with_a_trailing_nul_is_named_not_called_damage(
+    keytool_stores: KeytoolStores, store: str
+) -> None:
+    """PBKDF2 keys HMAC with the password's bytes, which HMAC pads with zeros: a
+    trailing NUL (an environment variable or file written with one) decrypts a keytool
+    PKCS#12, and its MAC fails: an intact store was called modified or damaged (h265).
+    The twin: the password without it loads."""
+    load = mtls.Truststore.load if store == "trust.p12" else mtls.Keystore.load
+    path = keytool_stores.path(store)
+    with pytest.raises(mtls.WrongPasswordError, match=r"ends with a NUL character") as caught:
+        load(path, STOREPASS + "\x00")
+    assert "damaged" not in str(caught.value) and STOREPASS not in str(caught.value)
+    load(path, STOREPASS)
