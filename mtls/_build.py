@@ -53,7 +53,7 @@ from ._fork import renew_attributes_after_fork
 from ._keyload import GIL_FREE_ANCHOR_BYTES, memfd_available
 from ._log import STORE_JAVA_NOTE, log
 from ._material import TLSMaterial, tls_material
-from ._reading import Interrupted, Reading
+from ._reading import Interrupted, Reading, Unstable
 from ._refusals import (
     WARNED_AT_MOST,
     anchor_refusal,
@@ -843,6 +843,18 @@ class Builder:
                         continue
                     except KeptIdentity as kept:
                         found = kept  # shared like a Served: built (and CRLs read) once
+                    except (MTLSError, Unstable, Interrupted):
+                        raise
+                    except Exception as exc:
+                        # What no check foresaw (a dependency's own error on a file
+                        # nobody has met): this profile's error, with its last good
+                        # material kept, never the whole check's: a set whose reload
+                        # failed as a whole rotated no other profile either (h265).
+                        raise MTLSError(
+                            f"unexpected {type(exc).__name__} while building this "
+                            f"profile's contexts: {exc} (its last good material is kept; "
+                            "please report it)"
+                        ).with_traceback(None) from exc
                     break
                 self._by_value[by_value] = found
             # Both configurations are held by the check's profiles: their ids stay theirs.

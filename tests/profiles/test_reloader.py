@@ -17,9 +17,11 @@ import pytest
 from mtls import (
     Keystore,
     KeystoreError,
+    MTLSError,
     ProfileConfigError,
     ProfileUnavailableError,
     SSLProfileSet,
+    StoreConfig,
     Truststore,
     _reading,
     _x509,
@@ -2605,3 +2607,53 @@ def test_a_store_wso2_reads_otherwise_is_said_at_load(tmp_path, ca, backend, cap
         with SSLProfileSet([in_code]) as profiles:
             assert cn_seen(profiles, backend.port) == "gen-1"
     assert said not in caplog.text
+
+
+def test_an_unforeseen_error_in_one_profile_never_stops_another_rotating(
+    tmp_path: Path, ca: CA, backend: MTLSServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dependency's own error on one profile's file (h265: cryptography's TypeError
+    on a CRL's name) failed the whole reload: no other profile picked up its new
+    keystore while it stayed. It is that profile's error now (its last good kept), and
+    an error of the set's constructor is an MTLSError. The fault is injected into the
+    store loader for one file; the handshakes are real."""
+    from mtls import _build
+
+    stores = {}
+    for name in ("a", "b"):
+        stores[name] = tmp_path / f"{name}.jks"
+        stores[name].write_bytes(jks(ca, f"{name}-1"))
+    trust = tmp_path / "trust.jks"
+    ca.write_truststore(trust, PASSWORD)
+    xml = tmp_path / "sslprofiles.xml"
+    xml.write_text(
+        profile_xml(
+            profile(f"localhost:{backend.port}", stores["a"], trust),
+            profile(f"127.0.0.1:{backend.port}", stores["b"], trust),
+        )
+    )
+    loader = _build.Builder._load
+    broken = {"on": False}
+
+    def load(self: object, config: StoreConfig, *args: object, **kwargs: object) -> object:
+        if broken["on"] and Path(config.location).name == "a.jks":
+            raise TypeError("oid must be X500_UNIQUE_IDENTIFIER for BitString type.")
+        return loader(self, config, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_build.Builder, "_load", load)
+    profiles = SSLProfileSet.from_xml(xml, settle_delay=0)
+    try:
+        broken["on"] = True
+        replace_atomically(stores["a"], jks(ca, "a-2"))
+        replace_atomically(stores["b"], jks(ca, "b-2"))
+        profiles.reload()
+        seen_b = whoami(profiles.context_for("127.0.0.1", backend.port), backend.port)
+        assert seen_b["client_cn"] == "b-2"  # the other profile rotated
+        assert cn_seen(profiles, backend.port) == "a-1"  # the last good kept
+        error = str(profiles.last_error)
+        assert f"localhost:{backend.port}" in error and "unexpected TypeError" in error
+        assert isinstance(profiles.last_error, MTLSError)
+    finally:
+        profiles.close()
+    with pytest.raises(MTLSError, match="unexpected TypeError while building"):
+        SSLProfileSet.from_xml(xml, settle_delay=0)
