@@ -9,20 +9,25 @@ or any JSSE backend runs) refuse such a certificate: "KeyUsage does not allow di
 signatures". An mtls server refuses it too (h259: it admitted certificates its CA had
 issued for key agreement only, beside a Java server that refused them).
 
-As Java's ``Validator`` does, a client certificate the truststore holds itself (its
-subject and key, a pinned leaf) is checked no further: Java omits its end-entity checks
-when the chain is the anchor alone.
+As Java's ``Validator`` does, a client certificate the truststore holds itself (the
+same bytes: a pinned leaf) is checked no further: Java omits its end-entity checks when
+the chain's first certificate is one of its trusted certificates (h266 read
+``PKIXValidator.engineValidate`` of JDK 17 and 25: ``trustedCerts.contains``, exact
+bytes; a certificate with a pinned one's subject and key and other bytes is checked).
 
 Where it runs: the server contexts :func:`mtls.server_context` builds (and so every
 :class:`~mtls.RotatingServerContext`, whose connections are made by its outer context)
 set ``sslsocket_class`` and ``sslobject_class`` (documented, per-instance attributes
 of ``ssl.SSLContext``) to the classes below, whose ``do_handshake`` checks the client
 certificate once the handshake has succeeded, and whose first read or write does when
-the handshake was implicit. A refusal closes the connection (a socket) and raises
-``ssl.SSLCertVerificationError`` from the handshake: every server framework treats it
-as the failed handshake it is (asyncio drops the connection without a traceback), and
-the application never sees the client. gRPC servers do their TLS in gRPC's own core
-and are not covered (docs/servers.md).
+the handshake was implicit. A certificate asked for after the handshake (TLS 1.3
+post-handshake authentication, ``verify_client_post_handshake()``) is checked by the
+first read that receives it. A refusal raises ``ssl.SSLCertVerificationError`` from the
+handshake (or that read): every server framework treats it as the failed handshake it
+is and closes the connection (asyncio without a traceback; a socket made with
+``do_handshake_on_connect=True`` is closed by the stdlib), and the application never
+sees the client. The client is sent no alert: it sees its connection closed. gRPC
+servers do their TLS in gRPC's own core and are not covered (docs/servers.md).
 """
 
 from __future__ import annotations
@@ -74,8 +79,8 @@ def admit(conn: ssl.SSLSocket | ssl.SSLObject) -> None:
     why = _refused(leaf)
     if why is None:
         return
-    if _pinned(leaf, getattr(conn.context, "_mtls_anchors", ())):
-        return
+    if leaf in getattr(conn.context, "_mtls_anchors", ()):
+        return  # pinned: the truststore holds it itself (Java checks it no further)
     _say(leaf, why)
     exc = ssl.SSLCertVerificationError(
         1,
@@ -105,27 +110,6 @@ def _refused(leaf: bytes) -> str | None:
         'signs with its key (Java servers refuse it too: "KeyUsage does not allow '
         'digital signatures")'
     )
-
-
-@functools.lru_cache(maxsize=8)
-def _anchor_keys(anchors: tuple[bytes, ...]) -> frozenset[tuple[bytes, bytes]]:
-    """The (subject, subjectPublicKeyInfo) of each anchor, as encoded: how Java's
-    PKIXValidator finds a certificate among its trusted ones."""
-    keys = set()
-    for der in anchors:
-        names = _x509.raw_names(der)
-        if names is not None:
-            keys.add((names[1], names[2]))
-    return frozenset(keys)
-
-
-def _pinned(leaf: bytes, anchors: tuple[bytes, ...]) -> bool:
-    """Whether the truststore holds the client certificate ``leaf`` itself (its bytes,
-    or its subject and key)."""
-    if leaf in anchors:
-        return True
-    names = _x509.raw_names(leaf)
-    return names is not None and (names[1], names[2]) in _anchor_keys(anchors)
 
 
 def _say(leaf: bytes, why: str) -> None:
@@ -159,22 +143,19 @@ class _Admits:
     may be gevent's socket class, whose methods take other arguments."""
 
     _mtls_admitted = False
+    _mtls_asked = False  # a certificate was asked for after the handshake
+    _mtls_leaf: bytes | None = None  # the client certificate last checked
 
     def do_handshake(self, *args: Any, **kwargs: Any) -> None:
         super().do_handshake(*args, **kwargs)  # type: ignore[misc]
-        if self._mtls_admitted:
-            return
-        try:
+        if not self._mtls_admitted:
+            # Not closed here: a caller that drives the handshake itself (tornado,
+            # with the socket registered in its loop) closes it, and one closed under
+            # it broke every later connection (h266). A socket whose handshake ran on
+            # connect is closed by the stdlib; any read or write checks again.
             admit(self)  # type: ignore[arg-type]
-        except BaseException:
-            # A socket closes itself only on errors of its own handshake, not ours:
-            # never leave a refused client's connection open. (A memory BIO has no
-            # close: its transport closes on the handshake's error.)
-            close = getattr(self, "close", None)
-            if close is not None:
-                close()
-            raise
-        self._mtls_admitted = True
+            self._mtls_admitted = True
+            self._mtls_leaf = self.getpeercert(binary_form=True)  # type: ignore[attr-defined]
 
     def _mtls_before_io(self) -> None:
         if not self._mtls_admitted:
@@ -182,7 +163,19 @@ class _Admits:
 
     def read(self, *args: Any, **kwargs: Any) -> Any:
         self._mtls_before_io()
-        return super().read(*args, **kwargs)  # type: ignore[misc]
+        data = super().read(*args, **kwargs)  # type: ignore[misc]
+        if self._mtls_asked:
+            # A certificate asked for after the handshake arrives in a read: checked
+            # before what that read returns reaches the application (h266: it was not).
+            leaf = self.getpeercert(binary_form=True)  # type: ignore[attr-defined]
+            if leaf and leaf != self._mtls_leaf:
+                admit(self)  # type: ignore[arg-type]
+                self._mtls_leaf = leaf
+        return data
+
+    def verify_client_post_handshake(self, *args: Any, **kwargs: Any) -> Any:
+        self._mtls_asked = True
+        return super().verify_client_post_handshake(*args, **kwargs)  # type: ignore[misc]
 
     def write(self, *args: Any, **kwargs: Any) -> Any:
         self._mtls_before_io()

@@ -1030,6 +1030,9 @@ def build_server_context(
     # Java's check of the client certificate that OpenSSL's does not make (its key
     # usage must allow signing): mtls/_admission.py.
     _admission.install(ctx, truststore.anchors_der if truststore is not None else ())
+    # The check above runs once per connection: no client renegotiates to another
+    # certificate (OpenSSL 3 refuses it by default; other builds may not, h266).
+    ctx.options |= ssl.OP_NO_RENEGOTIATION
     _keylog(ctx)
     return ctx
 

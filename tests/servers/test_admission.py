@@ -7,6 +7,7 @@ admits it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
@@ -268,3 +269,120 @@ def test_gevents_patched_sockets_check_it_too() -> None:
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["good"] == "ping!"
     assert seen["bad"].startswith("refused: ") and _JAVA_REASON in seen["bad"]
+
+
+def test_a_refusal_leaves_a_socket_its_caller_drives_open_and_refused(
+    ca: CA, server: ssl.SSLContext
+) -> None:
+    """A server that drives the handshake itself (tornado: do_handshake_on_connect=False,
+    the socket registered in its loop) closes it on the error: closed under it by the
+    check, every later connection of tornado failed (h266). The socket stays open, and
+    every read or write after the refusal is refused again."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(10)
+        seen: dict[str, object] = {}
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            tls = server.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+            try:
+                tls.do_handshake()
+            except ssl.SSLCertVerificationError as exc:
+                seen["refused"] = str(exc)
+            seen["open"] = tls.fileno() != -1
+            try:
+                tls.recv(5)
+            except ssl.SSLCertVerificationError:
+                seen["read"] = "refused"
+            tls.close()
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        client = _client(ca, "key_agreement")
+        with socket.create_connection(listener.getsockname(), timeout=10) as raw:
+            with client.wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.sendall(b"ping!")
+                with contextlib.suppress(OSError):
+                    tls.recv(5)
+        thread.join(10)
+    assert _JAVA_REASON in str(seen["refused"])
+    assert seen["open"] is True and seen["read"] == "refused"
+
+
+@pytest.mark.parametrize("bits", [("key_agreement",), ("digital_signature",)])
+def test_a_certificate_asked_for_after_the_handshake_is_checked(
+    ca: CA, bits: tuple[str, ...]
+) -> None:
+    """TLS 1.3 post-handshake authentication (docs/servers.md): the certificate arrives
+    in a read after the handshake, which the check had passed with none; the
+    application read it unchecked (h266). The twin, digitalSignature, is read."""
+    server = mtls.server_context(
+        ca.issue_cert("localhost").keystore(), ca.truststore(), require_client_cert=False
+    )
+    server.post_handshake_auth = True
+    client = _client(ca, *bits)
+    client.post_handshake_auth = True
+    seen: dict[str, str] = {}
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(10)
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            with server.wrap_socket(conn, server_side=True) as tls:
+                seen["at handshake"] = str(tls.getpeercert())
+                tls.recv(5)
+                tls.verify_client_post_handshake()
+                tls.sendall(b"cert?")
+                try:
+                    tls.recv(5)
+                    seen["after"] = dict(i[0] for i in tls.getpeercert()["subject"])["commonName"]
+                except ssl.SSLCertVerificationError as exc:
+                    seen["after"] = f"refused: {exc}"
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        with socket.create_connection(listener.getsockname(), timeout=10) as raw:
+            with client.wrap_socket(raw, server_hostname="localhost") as tls:
+                tls.sendall(b"hello")
+                tls.recv(5)
+                tls.sendall(b"again")
+        thread.join(10)
+    assert seen["at handshake"] == "None"  # nothing asked for in the handshake
+    if bits == ("key_agreement",):
+        assert seen["after"].startswith("refused: ") and _JAVA_REASON in seen["after"]
+    else:
+        assert seen["after"] == "client"
+
+
+def test_a_certificate_with_a_pinned_ones_subject_and_key_is_checked(ca: CA) -> None:
+    """Java exempts the truststore's own bytes, not a certificate that shares their
+    subject and key (h266, JDK 17 and 25): neither does an mtls server."""
+    pinned_store = key_usage_only(ca, ("client",), "client", "key_agreement")
+    pinned = mtls.Truststore()
+    pinned.add("client", pinned_store.certificate("client"))
+    pinned.add("ca", ca.certificate)
+    server = mtls.server_context(ca.issue_cert("localhost").keystore(), pinned)
+    # Another certificate for the same key and subject (another serial), without
+    # digitalSignature: what the pinned one is but for its bytes.
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.serialization import load_der_private_key
+
+    first = pinned_store.certificate("client")
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(first.subject)
+        .issuer_name(first.issuer)
+        .public_key(first.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(first.not_valid_before_utc)
+        .not_valid_after(first.not_valid_after_utc)
+    )
+    for ext in first.extensions:
+        builder = builder.add_extension(ext.value, ext.critical)
+    again = builder.sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    twin = mtls.Keystore()
+    key = load_der_private_key(pinned_store.key_entry("client")[1], None)
+    twin.add_key("client", key, [again, ca.certificate])
+    seen = _serve_one(server, mtls.client_context(twin, ca.truststore()))
+    assert seen["server"].startswith("refused: ")
