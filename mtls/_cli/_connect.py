@@ -32,6 +32,7 @@ from ._diagnosis import (
     explain_from_chain,
     java_refuses_server,
     java_sends_none,
+    refused_after_handshake,
     refused_statuses,
     refuses_with_alert,
     revocation_failure,
@@ -602,6 +603,15 @@ def _ask_without_certificate(report: Report, timeout: float) -> None:
     if said is None:
         return
     report.accepted = None  # its TLS took it; what refused us came after
+    signing = refused_after_handshake(setup)
+    if signing is not None:
+        report.failure = Failure(
+            "client_cert_refused",
+            f"{target.server} took our certificate in the TLS handshake (we sent "
+            f"{setup.client_subject}), then closed without an alert or an HTTP answer: "
+            f"{signing}",
+        )
+        return
     report.failure = Failure(
         "closed_after_handshake",
         f"{target.server} took our certificate in the TLS handshake (we sent "

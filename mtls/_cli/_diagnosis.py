@@ -873,6 +873,24 @@ def _store_of(setup: Setup) -> str:
     return setup.keystore or "the keystore"
 
 
+def refused_after_handshake(setup: Setup) -> str | None:
+    """Why a server that took our certificate in the handshake and closed after it,
+    without an alert, likely refused it: its key usage has no digitalSignature, which
+    Java's servers refuse with an alert and an mtls server after OpenSSL's check,
+    closing without one (mtls/_admission.py; h266: the probe blamed an allow-list
+    above TLS). ``None`` when our certificate has no such key usage."""
+    cert = setup.client_certificate
+    found = None if cert is None else purpose_problem(cert)
+    if found is None or "mtls" not in found[1]:
+        return None
+    return (
+        f"{found[0]}: an mtls server refuses such a certificate after the handshake and "
+        "closes without an alert (its log says 'refused a client certificate'), a Java "
+        "server with the alert 'certificate unknown': reissue it with digitalSignature "
+        f"for TLS client authentication and replace it in {_store_of(setup)}"
+    )
+
+
 def _advice_expired(setup: Setup) -> str:
     expires = _when(setup.client_not_after)
     if expires is not None and expires <= now():

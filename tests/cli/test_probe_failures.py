@@ -896,3 +896,26 @@ def test_a_server_certificate_under_the_security_level_is_named_with_its_fix(
     else:
         assert "the key of [0] CN=localhost (RSA 1024)" in message, message
         assert "reissued (RSA 2048 or EC P-256)" in message
+
+
+def test_an_mtls_server_refusing_a_key_agreement_certificate_is_named(
+    ca: CA, stores: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An mtls server refuses a client certificate without digitalSignature after
+    OpenSSL took it, and closes without an alert: the probe said the backend refused
+    this identity above TLS (an allow-list), h266. It names the key usage now; the twin,
+    the same server and a digitalSignature certificate, is OK."""
+    from tests._pki import key_usage_only
+
+    keystore = tmp_path / "agreement.jks"
+    key_usage_only(ca, ("gateway",), "gateway", "key_agreement").save(keystore, PASSWORD)
+    with MTLSServer(ca.issue_cert("localhost"), client_ca=ca) as server:
+        url = f"https://localhost:{server.port}/"
+        code, report, _ = probe(url, {**stores, "keystore": keystore}, capsys)
+        assert code == 1 and kind_of(report) == "client_cert_refused"
+        message = report["error"]["message"]
+        assert "key usage has no digitalSignature" in message
+        assert "an mtls server refuses such a certificate after the handshake" in message
+        assert "allow-list" not in message
+        code, report, _ = probe(url, stores, capsys)
+        assert code == 0 and kind_of(report) == "None"
