@@ -1578,9 +1578,15 @@ def _classes(
             try:
                 checker.check_connection(self, anchors)
             except BaseException:
-                # SSLSocket closes itself only on OSError/ValueError: never leave a
-                # connection to a refused server open.
-                self.close()
+                # A handshake run on connect (wrap_socket's default, every HTTP client):
+                # the stdlib closes the socket only on OSError and ValueError, which a
+                # RevocationError is not: never leave a connection to a refused server
+                # open. A caller that drives the handshake itself (tornado, with the
+                # socket registered in its loop) closes it: closed under it, its next
+                # connection failed ("fd added twice", h266's finding on the server
+                # side, met here too). Until then every read or write is refused.
+                if self.do_handshake_on_connect:
+                    self.close()
                 raise
             self._mtls_checked = True
 

@@ -376,3 +376,46 @@ def test_gevents_patched_sockets_are_checked() -> None:
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen == {"hard": "RevocationUnknownError", "soft": "hello"}
+
+
+def test_a_refusal_leaves_a_socket_its_caller_drives_open_and_refused(env: Env) -> None:
+    """tornado's client drives the handshake (``do_handshake_on_connect=False``) with
+    the socket registered in its loop, and closes it on an error: closed under it by
+    the check, tornado's next connection failed ("fd added twice"). The socket stays
+    open until its caller closes it, and every write on it is refused."""
+    ctx = mtls.client_context(None, env.pki.ca.truststore(), revocation=RevocationPolicy())
+    before = env.revoked.requests
+    with socket.create_connection(("127.0.0.1", env.revoked.port), timeout=30) as raw:
+        tls = ctx.wrap_socket(raw, server_hostname="localhost", do_handshake_on_connect=False)
+        with pytest.raises(CertificateRevokedError):
+            tls.do_handshake()
+        assert tls.fileno() != -1
+        with pytest.raises(CertificateRevokedError):
+            tls.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        tls.close()
+    assert env.revoked.requests == before  # nothing was sent
+
+
+def test_tornados_client_goes_on_after_a_refusal(env: Env) -> None:
+    """tornado's AsyncHTTPClient after a refused backend: its next request failed with
+    "fd added twice" (the check had closed the socket under tornado's loop)."""
+    pytest.importorskip("tornado")
+    from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+    ctx = mtls.client_context(None, env.pki.ca.truststore(), revocation=RevocationPolicy())
+
+    async def main() -> list[str]:
+        client = AsyncHTTPClient(force_instance=True)
+        seen = []
+        try:
+            for server in (env.revoked, env.good, env.revoked, env.good):
+                request = HTTPRequest(env.url(server), ssl_options=ctx, request_timeout=30)
+                try:
+                    seen.append(str((await client.fetch(request)).code))
+                except CertificateRevokedError:
+                    seen.append("revoked")
+        finally:
+            client.close()
+        return seen
+
+    assert asyncio.run(main()) == ["revoked", "200", "revoked", "200"]
