@@ -111,9 +111,29 @@ def looks_like_store_text(text: str) -> bool:
             and any(c.isupper() for c in run)
             and any(c.islower() for c in run)
             and any(c.isdigit() for c in run)
+            and not _name_like(run)
         ):
             return True
     return False
+
+
+def _name_like(run: str) -> bool:
+    """Whether a base64-looking run reads as a path of file names: each part between
+    slashes short words joined by ``-`` or ``_``
+    (``Acme-Payments-Gateway-Production-mTLS-Client-2024-Q3.p12``, refused as text by
+    the CLI and in profiles, h263), no longer than a file name may be, and none of
+    standard base64's ``+`` and ``=``. Base64 text of a key or store has those, or
+    words longer than 16 between its slashes (standard base64, as environment and CI
+    variables hold it), and base64url text a separator only every 32 characters on
+    average: words of at most 16 between them are a few in a hundred of its short
+    keys' texts and none of its stores'."""
+    if any(c in run for c in "+="):
+        return False
+    return all(
+        len(part) < 256  # 255: the longest file name
+        and max(len(word) for word in re.split(r"[-_]", part)) <= 16
+        for part in run.split("/")
+    )
 
 
 def _refuse_irregular(mode: int, path: str | os.PathLike[str]) -> None:

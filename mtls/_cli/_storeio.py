@@ -36,7 +36,8 @@ def _sniff(path: Path) -> str:
         KeystoreNotFoundError: no such file; KeystoreError: a file that cannot be read
             (what the library raises for them: the file named, and why).
     """
-    if looks_like_store_text(os.fsdecode(path)):
+    # A file that exists is a path, whatever its name looks like (h263).
+    if not os.path.lexists(path) and looks_like_store_text(os.fsdecode(path)):
         raise CLIError(
             "the store path given is PEM or base64 text, not a file's path (not shown: it "
             "may hold a private key): write the store to a file and pass its path"

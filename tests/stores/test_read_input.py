@@ -330,3 +330,36 @@ def test_a_directory_that_takes_no_new_file_is_not_said_to_be_missing(tmp_path: 
         store.save("/proc/mtls-test.jks", "changeit")
     with pytest.raises(OSError, match="does not exist: create it first"):
         store.save(tmp_path / "missing" / "x.jks", "changeit")
+
+
+_LONG_NAME = "Acme-Payments-Gateway-Production-mTLS-Client-Identity-2024-Q3-rotation.p12"
+
+
+def test_a_long_file_name_is_a_path_not_store_text(tmp_path: Path, capsys) -> None:
+    """A store whose file name is a long run of letters, digits and dashes was refused
+    by every CLI command and in a profile's <Location> as "PEM or base64 text, not a
+    file's path", where keytool and Keystore.load read it (h263). The twins: a store's
+    base64 text, standard or base64url, given as a path, is still never shown."""
+    import base64
+
+    from mtls._files import looks_like_store_text
+    from mtls.cli import main
+    from mtls.testing import CA
+    from tests._helpers import PASSWORD, profile, write_xml
+
+    ca = CA(name="long names")
+    store = ca.issue_cert("gw").keystore()
+    path = tmp_path / _LONG_NAME
+    store.save(path, PASSWORD)
+    assert not looks_like_store_text(str(path))
+    assert main(["list", "--keystore", str(path), "--password", PASSWORD]) == 0
+    assert "CN=gw" in capsys.readouterr().out
+    trust = ca.write_truststore(tmp_path / "trust.jks", PASSWORD)
+    xml = write_xml(tmp_path, profile("backend.example:8443", path, trust))
+    assert mtls.SSLProfileSet.from_xml(xml).context_for("backend.example", 8443) is not None
+    der = store.to_bytes(PASSWORD)
+    for text in (base64.b64encode(der).decode(), base64.urlsafe_b64encode(der).decode()):
+        assert looks_like_store_text(text)
+        with pytest.raises(mtls.MTLSError) as refused:
+            mtls.Keystore.load(text, PASSWORD)
+        assert text[:60] not in str(refused.value)
