@@ -646,6 +646,10 @@ class RevocationChecker:
         for status in found:
             if status.status == "revoked":
                 when = status.revoked_at.isoformat() if status.revoked_at else "an unknown time"
+                if status.revoked_at is not None and status.revoked_at > _now():
+                    # A revocation dated ahead (h264): refused now, as WSO2's verifier
+                    # refuses it (Java's PKIX takes it until then); said as it is.
+                    when = f"{when} (a time still to come: its CA dated it ahead; refused now)"
                 raise self._refusing(
                     status,
                     CertificateRevokedError(

@@ -1408,9 +1408,21 @@ def _dates_advice(report: Report, failure: Failure) -> str:
 
 
 def revocation_failure(exc: RevocationError) -> Failure:
-    """The probe failure for a server the revocation check refused."""
+    """The probe failure for a server the profile set's revocation check refused: its
+    words without the host the report names already ("localhost:8443: localhost: ...",
+    h264), and for a revoked certificate the fix the probe's own check gives, in place
+    of the library's "the connection was closed before any request"."""
     revoked = isinstance(exc, CertificateRevokedError)
-    return Failure("server_cert_revoked" if revoked else "revocation_unknown", str(exc))
+    text = str(exc)
+    if exc.host and text.startswith(f"{exc.host}: "):
+        text = text[len(exc.host) + 2 :]
+    closed = ": the connection was closed before any request"
+    if revoked and text.endswith(closed):
+        text = (
+            f"{text[: -len(closed)]}: the backend needs a certificate (and chain) that is "
+            "not revoked, from its CA (our request was not sent)"
+        )
+    return Failure("server_cert_revoked" if revoked else "revocation_unknown", text)
 
 
 def revocation_entry(exc: RevocationError) -> dict[str, Any]:

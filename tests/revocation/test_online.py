@@ -174,6 +174,25 @@ def test_responder_down_falls_back_to_the_crl(pki: PKI) -> None:
     assert caught.value.source == f"CRL {crls.url('/down.crl')}"
 
 
+def test_a_revocation_dated_ahead_is_refused_and_said_as_it_is(pki: PKI) -> None:
+    """A CRL revoking a certificate as of a time still to come: refused now (as WSO2's
+    verifier refuses it), and said to be dated ahead, not "was revoked on" a future
+    date (h264). The twin: a revocation in the past reads as before."""
+    ca, leaf = _ca_pointing_at(None, pki.crls.url("/ahead.crl"))
+    ahead = _dt.datetime.now(_dt.UTC) + _dt.timedelta(hours=2)
+    ca.revoke(leaf, reason="superseded", when=ahead)
+    pki.crls.bodies["/ahead.crl"] = ca.crl()
+    with pytest.raises(CertificateRevokedError) as caught:
+        check(RevocationChecker(RevocationPolicy(timeout=10)), leaf)
+    assert "(a time still to come: its CA dated it ahead; refused now)" in str(caught.value)
+    past_ca, past_leaf = _ca_pointing_at(None, pki.crls.url("/past.crl"))
+    past_ca.revoke(past_leaf, reason="superseded")
+    pki.crls.bodies["/past.crl"] = past_ca.crl()
+    with pytest.raises(CertificateRevokedError) as caught:
+        check(RevocationChecker(RevocationPolicy(timeout=10)), past_leaf)
+    assert "was revoked on" in str(caught.value) and "still to come" not in str(caught.value)
+
+
 def test_responder_and_crl_down_is_refused_once_per_retry_period(pki: PKI) -> None:
     _, leaf = _ca_pointing_at(f"http://127.0.0.1:{free_port()}/", pki.crls.url("/missing.crl"))
     checker = RevocationChecker(RevocationPolicy(timeout=10))
