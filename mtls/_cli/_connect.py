@@ -8,6 +8,7 @@ Connect, handshake, ask once, and keep what was seen in a
 from __future__ import annotations
 
 import contextlib
+import datetime as _dt
 import socket
 import ssl
 import time
@@ -19,7 +20,7 @@ from .._errors import MTLSError, RevocationError
 from .._revocation import RevocationChecker, RevocationPolicy
 from .._revocation import peer_chain as revocation_peer_chain
 from .._version import __version__
-from ._common import cert_info
+from ._common import cert_info, now, span_text
 from ._diagnosis import (
     Failure,
     Report,
@@ -208,6 +209,27 @@ def _describe_chain(ders: list[bytes]) -> list[dict[str, Any]]:
         except ValueError:
             chain.append({"subject": "<unparsable certificate>", "sha256": _x509.sha256_hex(der)})
     return chain
+
+
+def _note_expiring(report: Report) -> None:
+    """A note for each certificate of the server's chain that ends within the expiry
+    warning's threshold (30 days), as the client's own are warned of: the probe showed
+    "expires ... (1 day)" and said nothing (h264)."""
+    from .._context import EXPIRY_WARNING  # noqa: PLC0415 - not for --help
+
+    soon = now() + EXPIRY_WARNING
+    for index, info in enumerate(report.chain):
+        not_after = info.get("not_after")
+        if not not_after:
+            continue
+        ends = _dt.datetime.fromisoformat(not_after)
+        if now() <= ends <= soon:
+            which = "the server's certificate" if index == 0 else "a CA certificate of its chain"
+            report.notes.append(
+                f"{which} ({info['subject']}) expires in {span_text(ends)}, on "
+                f"{ends.date()} UTC: connections fail from then on unless it is renewed "
+                "and the backend serves the new one"
+            )
 
 
 def _request(tls: ssl.SSLSocket, target: Target, timeout: float) -> bytes:
@@ -435,6 +457,7 @@ def run_probe(target: Target, setup: Setup, *, timeout: float, request: bool = T
             served = peer_chain(tls)
             report.chain = _describe_chain(served)
             report.chain_verified = setup.verify
+            _note_expiring(report)
             _revocation_report(tls, report, timeout)
             # Nothing more for a server whose certificate is revoked: not our request,
             # not our client certificate's fate.

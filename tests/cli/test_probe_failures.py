@@ -919,3 +919,20 @@ def test_an_mtls_server_refusing_a_key_agreement_certificate_is_named(
         assert "allow-list" not in message
         code, report, _ = probe(url, stores, capsys)
         assert code == 0 and kind_of(report) == "None"
+
+
+def test_a_server_certificate_ending_soon_is_noted(
+    ca: CA, stores: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A backend whose certificate ends in two days: the probe showed "expires ...
+    (1 day)" and said nothing, where the client's own certificate is warned of 30 days
+    ahead (h264). A note says it; the twin, a certificate of a year, draws none."""
+    soon = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
+    for not_after, noted in ((soon, True), (None, False)):
+        with MTLSServer(ca.issue_cert("localhost", not_after=not_after), client_ca=ca) as server:
+            code, report, _ = probe(f"https://localhost:{server.port}/", stores, capsys)
+        assert code == 0 and kind_of(report) == "None"
+        notes = [n for n in report["notes"] if "the server's certificate (" in n]
+        assert bool(notes) is noted, report["notes"]
+        if noted:
+            assert "expires in 1 day, on " in notes[0] and "unless it is renewed" in notes[0]
