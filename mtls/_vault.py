@@ -54,7 +54,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from . import _x509
 from ._budget import WorkLimitError
 from ._deployment import _parse_toml, detect_product, resolve_security_file
-from ._errors import KeystoreError, ProfileConfigError, SecureVaultError
+from ._errors import KeystoreError, SecureVaultError
 from ._files import cannot_read_fix, read_input, utf8_text
 from ._fork import renew_attributes_after_fork
 from ._jks import JKSFormatError, secret_key_entry, shown, shown_alias
@@ -586,7 +586,8 @@ class SecureVault:
             else self._secret_conf.with_name("cipher-text.properties")
         )
         self._cipher_text = cipher_text
-        for alias, text in (self._read_props(cipher_text) or {}).items():
+        named = f" (secretRepositories.file.location in {self._secret_conf})" if location else ""
+        for alias, text in (self._read_props(cipher_text, named) or {}).items():
             if text.strip():  # FileBaseSecretRepository skips empty values
                 values[alias] = _Value(
                     text.strip(), "cipher-text.properties", os.fspath(cipher_text)
@@ -672,7 +673,9 @@ class SecureVault:
         # encodings), one wording.
         return _parse_toml(self._toml, missing_ok=True)
 
-    def _read_props(self, path: Path) -> dict[str, str] | None:
+    def _read_props(self, path: Path, named: str = "") -> dict[str, str] | None:
+        """A properties file of the vault; ``named``: the setting that named it, said
+        in the error (h265: a secret file that was a device named no setting)."""
         try:
             return read_properties(read_input(path))
         except FileNotFoundError:
@@ -681,8 +684,9 @@ class SecureVault:
             fix = (
                 cannot_read_fix(exc, path) if isinstance(exc, OSError) else None
             ) or "check the path and its permissions"
-            raise ProfileConfigError(
-                f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc}): {fix}",
+            raise SecureVaultError(
+                f"secure vault: {path}{named}: cannot read "
+                f"({getattr(exc, 'strerror', None) or exc}): {fix}",
                 path=path,
             ) from None
 
