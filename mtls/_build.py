@@ -65,6 +65,7 @@ from ._refusals import (
     validity_refusal,
 )
 from ._revocation import RevocationChecker
+from ._secret import escaped as kept_escape
 from ._stores import Keystore, StoreRole, Truststore, load_store, store_open_error
 from ._types import HostnameVerifier
 
@@ -843,17 +844,37 @@ class Builder:
                         continue
                     except KeptIdentity as kept:
                         found = kept  # shared like a Served: built (and CRLs read) once
-                    except (MTLSError, Unstable, Interrupted):
+                    except (
+                        MTLSError,
+                        Unstable,
+                        Interrupted,
+                        # The process's, not this profile's: the whole check fails and
+                        # is retried, as before (h267).
+                        MemoryError,
+                        concurrent.futures.CancelledError,
+                    ):
                         raise
                     except Exception as exc:
                         # What no check foresaw (a dependency's own error on a file
-                        # nobody has met): this profile's error, with its last good
-                        # material kept, never the whole check's: a set whose reload
-                        # failed as a whole rotated no other profile either (h265).
+                        # nobody has met): this profile's error, never the whole
+                        # check's: a set whose reload failed as a whole rotated no other
+                        # profile either (h265). Made fit to keep first, as the engine
+                        # keeps a failed check's: its frames' locals cleared, a codec
+                        # error's input (a password?) dropped before it is put in words.
+                        kept_escape(exc)
+                        log.error(
+                            "%s: unexpected %s while building the contexts of profile %s "
+                            "(please report it, with this traceback)",
+                            self.options.path or "profiles",
+                            type(exc).__name__,
+                            profile,
+                            exc_info=exc,
+                        )
                         raise MTLSError(
                             f"unexpected {type(exc).__name__} while building this "
-                            f"profile's contexts: {exc} (its last good material is kept; "
-                            "please report it)"
+                            f"profile's contexts: {exc} (in a running set it keeps its "
+                            "last good material; please report it: the traceback is "
+                            "logged)"
                         ).with_traceback(None) from exc
                     break
                 self._by_value[by_value] = found

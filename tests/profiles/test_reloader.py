@@ -2609,15 +2609,32 @@ def test_a_store_wso2_reads_otherwise_is_said_at_load(tmp_path, ca, backend, cap
     assert said not in caplog.text
 
 
+@pytest.mark.parametrize("kind", ["TypeError", "UnicodeEncodeError", "MemoryError"])
 def test_an_unforeseen_error_in_one_profile_never_stops_another_rotating(
-    tmp_path: Path, ca: CA, backend: MTLSServer, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    ca: CA,
+    backend: MTLSServer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    kind: str,
 ) -> None:
     """A dependency's own error on one profile's file (h265: cryptography's TypeError
     on a CRL's name) failed the whole reload: no other profile picked up its new
     keystore while it stayed. It is that profile's error now (its last good kept), and
     an error of the set's constructor is an MTLSError. The fault is injected into the
-    store loader for one file; the handshakes are real."""
+    store loader for one file; the handshakes are real. A codec error's input (it may
+    be a password) is not kept with it, and the traceback is logged. Running out of
+    memory is the process's, not the profile's: the whole check fails, as before."""
     from mtls import _build
+
+    held = "Pw-SECRET-\udcff-7781"
+
+    def fault() -> Exception:
+        if kind == "TypeError":
+            return TypeError("oid must be X500_UNIQUE_IDENTIFIER for BitString type.")
+        if kind == "MemoryError":
+            return MemoryError()
+        return UnicodeEncodeError("utf-8", held, 10, 11, "surrogates not allowed")
 
     stores = {}
     for name in ("a", "b"):
@@ -2637,7 +2654,7 @@ def test_an_unforeseen_error_in_one_profile_never_stops_another_rotating(
 
     def load(self: object, config: StoreConfig, *args: object, **kwargs: object) -> object:
         if broken["on"] and Path(config.location).name == "a.jks":
-            raise TypeError("oid must be X500_UNIQUE_IDENTIFIER for BitString type.")
+            raise fault()
         return loader(self, config, *args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(_build.Builder, "_load", load)
@@ -2646,14 +2663,25 @@ def test_an_unforeseen_error_in_one_profile_never_stops_another_rotating(
         broken["on"] = True
         replace_atomically(stores["a"], jks(ca, "a-2"))
         replace_atomically(stores["b"], jks(ca, "b-2"))
-        profiles.reload()
+        with caplog.at_level(logging.ERROR, logger="mtls"):
+            profiles.reload()
         seen_b = whoami(profiles.context_for("127.0.0.1", backend.port), backend.port)
+        if kind == "MemoryError":
+            assert seen_b["client_cn"] == "b-1" and cn_seen(profiles, backend.port) == "a-1"
+            assert "MemoryError" in str(profiles.last_error)
+            return
         assert seen_b["client_cn"] == "b-2"  # the other profile rotated
+        logged = [r for r in caplog.records if f"unexpected {kind} while building" in r.message]
+        assert len(logged) == 1 and logged[0].exc_info is not None
         assert cn_seen(profiles, backend.port) == "a-1"  # the last good kept
         error = str(profiles.last_error)
-        assert f"localhost:{backend.port}" in error and "unexpected TypeError" in error
+        assert f"localhost:{backend.port}" in error and f"unexpected {kind}" in error
         assert isinstance(profiles.last_error, MTLSError)
+        cause = profiles.last_error
+        while cause is not None:
+            assert held not in str(cause) and held not in repr(getattr(cause, "object", ""))
+            cause = cause.__cause__ or cause.__context__
     finally:
         profiles.close()
-    with pytest.raises(MTLSError, match="unexpected TypeError while building"):
+    with pytest.raises(MTLSError, match=f"unexpected {kind} while building"):
         SSLProfileSet.from_xml(xml, settle_delay=0)
