@@ -37,9 +37,7 @@ import ssl
 from collections.abc import Sequence
 from typing import Any, Final
 
-from cryptography import x509
-
-from . import _x509
+from . import _purpose, _x509
 from ._log import log
 
 #: OpenSSL's code for a certificate refused for its purpose (``X509_V_ERR_INVALID_PURPOSE``).
@@ -99,11 +97,7 @@ def _refused(leaf: bytes) -> str | None:
     """Why Java's servers refuse the client certificate ``leaf``, or ``None``: it has
     no key usage, one with digitalSignature, or one cryptography cannot read (OpenSSL,
     which verified it, decides then)."""
-    try:
-        key_usage = _x509.extension(_x509.load_cert(leaf), x509.KeyUsage, leaf)
-    except ValueError:
-        return None
-    if key_usage is None or key_usage.digital_signature:
+    if not _purpose.cannot_sign(leaf):
         return None
     return (
         "the client certificate's key usage has no digitalSignature, and a TLS client "

@@ -212,6 +212,14 @@ def java_client_refuses(der: bytes, version: str | None, cipher: str | None) -> 
     return None
 
 
+def cannot_sign(der: bytes) -> bool:
+    """Whether the certificate ``der`` has a key usage without digitalSignature: as a
+    client's, Java's servers refuse it, and mtls's (mtls/_admission.py) after OpenSSL
+    took it. ``False`` when it has none, or cryptography cannot read it."""
+    key_usage = _usage_extension(der, x509.KeyUsage)
+    return key_usage is not None and not key_usage.digital_signature
+
+
 def _signing_only_key(der: bytes) -> bool:
     """Whether the certificate's key can only sign in TLS (EC, Ed25519, Ed448)."""
     try:

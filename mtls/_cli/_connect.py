@@ -627,14 +627,6 @@ def _ask_without_certificate(report: Report, timeout: float) -> None:
         return
     report.accepted = None  # its TLS took it; what refused us came after
     signing = refused_after_handshake(setup)
-    if signing is not None:
-        report.failure = Failure(
-            "client_cert_refused",
-            f"{target.server} took our certificate in the TLS handshake (we sent "
-            f"{setup.client_subject}), then closed without an alert or an HTTP answer: "
-            f"{signing}",
-        )
-        return
     report.failure = Failure(
         "closed_after_handshake",
         f"{target.server} took our certificate in the TLS handshake (we sent "
@@ -642,7 +634,7 @@ def _ask_without_certificate(report: Report, timeout: float) -> None:
         f"alert '{said}': its TLS refuses with alerts, and sent none for ours), then "
         "closed without an alert or an HTTP answer: it refuses this identity above TLS "
         "(an allow-list of subjects, an authorisation rule), or does not speak "
-        "HTTP/1.1: its log says which",
+        "HTTP/1.1: its log says which" + (f"; {signing}" if signing is not None else ""),
     )
 
 
@@ -715,6 +707,12 @@ def _ask(tls: ssl.SSLSocket, report: Report, timeout: float) -> bool:
                 # as a clean bill)
                 else " (our certificate passed the handshake; a refusal the server "
                 "makes afterwards by closing is not told apart)"
+            )
+            + (
+                f"; {signing}"
+                if report.certificate_requested is not False
+                and (signing := refused_after_handshake(setup)) is not None
+                else ""
             )
         )
         return False

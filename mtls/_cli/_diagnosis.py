@@ -874,20 +874,24 @@ def _store_of(setup: Setup) -> str:
 
 
 def refused_after_handshake(setup: Setup) -> str | None:
-    """Why a server that took our certificate in the handshake and closed after it,
-    without an alert, likely refused it: its key usage has no digitalSignature, which
-    Java's servers refuse with an alert and an mtls server after OpenSSL's check,
-    closing without one (mtls/_admission.py; h266: the probe blamed an allow-list
-    above TLS). ``None`` when our certificate has no such key usage."""
+    """What a server that took our certificate in the handshake and closed after it,
+    without an alert, may have refused: a key usage without digitalSignature, which an
+    mtls server refuses so (mtls/_admission.py) and Java's servers with an alert. Said
+    as a possibility: a server refusing for another reason (an allow-list) closes the
+    same way (h266, h267). ``None`` when our certificate's key usage allows signing."""
+    from cryptography.hazmat.primitives.serialization import Encoding  # noqa: PLC0415
+
+    from .. import _purpose  # noqa: PLC0415 - with the serializers: not for --help
+
     cert = setup.client_certificate
-    found = None if cert is None else purpose_problem(cert)
-    if found is None or "mtls" not in found[1]:
+    if cert is None or not _purpose.cannot_sign(cert.public_bytes(Encoding.DER)):
         return None
     return (
-        f"{found[0]}: an mtls server refuses such a certificate after the handshake and "
-        "closes without an alert (its log says 'refused a client certificate'), a Java "
-        "server with the alert 'certificate unknown': reissue it with digitalSignature "
-        f"for TLS client authentication and replace it in {_store_of(setup)}"
+        "our certificate's key usage has no digitalSignature, which an mtls server "
+        "refuses after the handshake, closing this way (its log says 'refused a client "
+        "certificate'; Java sends the alert 'certificate unknown'): if the backend is "
+        "one, reissue the certificate with digitalSignature for TLS client "
+        f"authentication and replace it in {_store_of(setup)}"
     )
 
 
