@@ -702,8 +702,6 @@ def _parse_jks(
         "aliases in lower case, as keytool does), or re-create the entry with keytool"
         for alias in contents.unreachable
     ]
-    for alias in contents.certless:
-        _say_certless(where, f"key entry {alias!r} has no certificate (its chain is empty)", alias)
     for alias in contents.trimmed:
         log.warning(
             "%s: a certificate of entry %r is followed by bytes that are not part of it "
@@ -1049,7 +1047,6 @@ def _parse_pkcs12(
             "cannot load the file, though JDK 25 and OpenSSL can; give it a printable ASCII "
             "password"
         )
-    certless: list[tuple[str, str]] = []  # (why, alias) of keys without a certificate
     for key in contents.keys:
         leaf_at = index_of.leaf_for(key.pkcs8_der, key.local_key_id)
         if leaf_at is None and not key.pkcs8_der:
@@ -1066,10 +1063,11 @@ def _parse_pkcs12(
                 if key.plain
                 else "keytool lists a chain of length 0"
             )
-            certless.append(
-                (f"key entry {name!r} has no certificate ({listed}; TLS cannot use it)", name)
+            raise KeystoreFormatError(
+                f"{where}: key entry {name!r} has no certificate ({listed}; TLS cannot use "
+                "it): export the store again with the key's certificate chain",
+                path=path,
             )
-            continue
         chain = index_of.chain_from(leaf_at)
         registered = key.order and (key.local_key_id is not None or shrouded == 1)
         # Java names a key by its own friendlyName, else its number ("1"): so does mtls,
@@ -1091,13 +1089,6 @@ def _parse_pkcs12(
                 "such entry; write the store again with its keys encrypted (mtls convert, "
                 "or keytool -importkeystore)"
             )
-    if certless and not keys:
-        raise KeystoreFormatError(
-            f"{where}: {certless[0][0]}: export the store again with the key's certificate chain",
-            path=path,
-        )
-    for why, name in certless:
-        _say_certless(where, why, name)
     trusted: list[tuple[int, str | None, tuple[str, bytes]]] = []
     loose: list[tuple[str | None, bytes]] = []
     for index, cert in enumerate(certs):
@@ -1685,20 +1676,6 @@ def _parse_pem(
 #: rebuilding from the same file (its truststore changed) said it again (h257).
 #: Bounded: cleared when full, what is still true said again.
 _PASSED_OVER_SAID: set[tuple[str, bytes, bytes, str]] = set()
-
-
-def _say_certless(where: str, why: str, alias: str) -> None:
-    """A key entry without a certificate beside one with a chain: left out, as Java's
-    key managers skip it (h263: such a store was refused whole, where the gateway used
-    the other key)."""
-    log.warning(
-        "%s: %s: it is left out, as Java's key managers skip it (TLS cannot use it); "
-        "export the store again with its certificate chain, or delete the entry (mtls "
-        "delete --alias %s)",
-        where,
-        why,
-        alias,
-    )
 
 
 def _say_passed_over(where: str, passed: bytes, chosen: bytes, purpose: str | None) -> None:

@@ -533,24 +533,6 @@ def test_a_key_entry_without_a_chain_is_a_format_error_everywhere(ca, tmp_path, 
     assert Keystore.load(path, PASSWORD).key_aliases == ("k",)
 
 
-@pytest.mark.parametrize("magic", [JKS_MAGIC, JCEKS_MAGIC], ids=["jks", "jceks"])
-def test_a_key_entry_without_a_chain_beside_one_with_is_left_out(ca, tmp_path, magic, caplog):
-    """keytool lists it with a chain of length 0 and Java's key managers skip it, using
-    the other key: the whole store was refused (h263, in PKCS#12; JKS the same). Left
-    out with a warning naming it; a store of it alone is refused (above)."""
-    good, lone = ca.issue_cert("good"), ca.issue_cert("lone")
-    entries = [
-        key_entry(b"good", jks_protected(pkcs8_of(good), PASSWORD), [der(good)]),
-        key_entry(b"lone", jks_protected(pkcs8_of(lone), PASSWORD), []),
-    ]
-    path = tmp_path / "mixed.store"
-    path.write_bytes(container(entries, PASSWORD, magic=magic))
-    with caplog.at_level("WARNING", logger="mtls"):
-        assert Keystore.load(path, PASSWORD).key_aliases == ("good",)
-    assert "key entry 'lone' has no certificate (its chain is empty)" in caplog.text
-    assert "it is left out, as Java's key managers skip it" in caplog.text
-
-
 def test_one_chainless_store_never_stops_the_other_profiles(ca, tmp_path, backend):
     good, bad = tmp_path / "good.jks", tmp_path / "bad.jks"
     trust = tmp_path / "trust.jks"

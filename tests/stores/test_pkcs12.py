@@ -466,39 +466,6 @@ def test_an_entry_java_never_reads_leaves_out_none_of_javas(keytool: Path, tmp_p
             assert mtls.Truststore.load(path, JAVA_PW).certificate("ca") == other, case
 
 
-def test_a_key_without_a_certificate_beside_a_usable_one_is_left_out(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A store holding a key with its certificate and a key with none (keytool lists a
-    chain of length 0; Java's key managers skip it and use the other) was refused
-    whole by Keystore.load (h263). The lone key is left out, with a warning naming it;
-    the twin, a store holding the lone key alone, is still refused."""
-
-    def pkcs8(identity: IssuedIdentity) -> bytes:
-        return identity.private_key.private_bytes(
-            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )  # fmt: skip
-
-    ca = CA(name="lone keys")
-    good, lonely = ca.issue_cert("good"), ca.issue_cert("lonely")
-    lone_bag = _bag("1", pkcs8(lonely), name="lonely", key_id=b"l")
-    both = tmp_path / "both.p12"
-    both.write_bytes(
-        _pfx([_data(_cert_bag(good.certificate, name="good", key_id=b"g"),
-                    _bag("1", pkcs8(good), name="good", key_id=b"g"), lone_bag)], JAVA_PW)
-    )  # fmt: skip
-    with caplog.at_level("WARNING", logger="mtls"):
-        store = mtls.Keystore.load(both, JAVA_PW)
-    assert store.key_aliases == ("good",)
-    assert "key entry 'lonely' has no certificate" in caplog.text
-    assert "it is left out, as Java's key managers skip it" in caplog.text
-    alone = tmp_path / "alone.p12"
-    alone.write_bytes(_pfx([_data(lone_bag)], JAVA_PW))
-    with pytest.raises(mtls.KeystoreFormatError, match="key entry 'lonely' has no certificate"):
-        mtls.Keystore.load(alone, JAVA_PW)
-
-
 @pytest.mark.keytool
 def test_keytool_chain_and_trusted_entry(java: JavaStores) -> None:
     got = parse_pkcs12(java.keystore.read_bytes(), JAVA_PW)
