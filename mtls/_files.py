@@ -15,6 +15,7 @@ import re
 import secrets
 import stat
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 from ._log import log
@@ -118,22 +119,27 @@ def looks_like_store_text(text: str) -> bool:
 
 
 def _name_like(run: str) -> bool:
-    """Whether a base64-looking run reads as a path of file names: each part between
-    slashes short words joined by ``-`` or ``_``
+    """Whether a base64-looking run reads as a path of file names
     (``Acme-Payments-Gateway-Production-mTLS-Client-2024-Q3.p12``, refused as text by
-    the CLI and in profiles, h263), no longer than a file name may be, and none of
-    standard base64's ``+`` and ``=``. Base64 text of a key or store has those, or
-    words longer than 16 between its slashes (standard base64, as environment and CI
-    variables hold it), and base64url text a separator only every 32 characters on
-    average: words of at most 16 between them are a few in a hundred of its short
-    keys' texts and none of its stores'."""
+    the CLI and in profiles, h263): none of standard base64's ``+`` and ``=``, no part
+    between slashes longer than a file name may be, and words, not noise: the
+    character class (capital, small letter, digit) changes at most 3 times in 10
+    characters (about 1 in 10 in names, "ClientIdentity2026"; about 2 in 3 in base64,
+    "eDdYAOguVtI9"). Measured on random base64 and base64url of 32 to 1,200 bytes
+    (about 18,000 runs, the separators ``-`` and ``_`` included): none read as a name
+    (h267 found 1 in 100 short base64url secrets read so by a rule on word lengths)."""
     if any(c in run for c in "+="):
         return False
-    return all(
-        len(part) < 256  # 255: the longest file name
-        and max(len(word) for word in re.split(r"[-_]", part)) <= 16
-        for part in run.split("/")
-    )
+    parts = run.split("/")
+    if any(len(part) >= 256 for part in parts):  # 255: the longest file name
+        return False
+    words = [word for part in parts for word in re.split(r"[-_]", part) if word]
+    changes = sum(_char_class(a) != _char_class(b) for word in words for a, b in pairwise(word))
+    return changes * 10 <= 3 * sum(len(word) for word in words)
+
+
+def _char_class(c: str) -> int:
+    return 0 if c.isupper() else 1 if c.islower() else 2
 
 
 def _refuse_irregular(mode: int, path: str | os.PathLike[str]) -> None:
