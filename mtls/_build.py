@@ -862,14 +862,19 @@ class Builder:
                         # keeps a failed check's: its frames' locals cleared, a codec
                         # error's input (a password?) dropped before it is put in words.
                         kept_escape(exc)
-                        log.error(
-                            "%s: unexpected %s while building the contexts of profile %s "
-                            "(please report it, with this traceback)",
-                            self.options.path or "profiles",
-                            type(exc).__name__,
-                            profile,
-                            exc_info=exc,
-                        )
+                        # Once per profile and error while it lasts (it is retried at
+                        # every check): the profile's error says it each time.
+                        said = ("unexpected", str(profile), type(exc).__name__, str(exc))
+                        if said not in self._early_warned:
+                            self._early_warned.add(said)
+                            log.error(
+                                "%s: unexpected %s while building the contexts of profile "
+                                "%s (please report it, with this traceback)",
+                                self.options.path or "profiles",
+                                type(exc).__name__,
+                                profile,
+                                exc_info=exc,
+                            )
                         raise MTLSError(
                             f"unexpected {type(exc).__name__} while building this "
                             f"profile's contexts: {exc} (in a running set it keeps its "
