@@ -868,8 +868,8 @@ class Builder:
                         if said not in self._early_warned:
                             self._early_warned.add(said)
                             log.error(
-                                "%s: unexpected %s while building the contexts of profile "
-                                "%s (please report it, with this traceback)",
+                                "%s: unexpected %s while building the contexts of %s "
+                                "(please report it, with this traceback)",
                                 self.options.path or "profiles",
                                 type(exc).__name__,
                                 profile,

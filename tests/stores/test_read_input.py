@@ -387,3 +387,10 @@ def test_random_base64_is_never_read_as_a_file_name() -> None:
     assert caught > 5_500  # what the slash-density rule lets through stays as it was
     for name in (_LONG_NAME, "AcmePaymentsGatewayProductionMTLSClientIdentity2024Q3Rotation"):
         assert _files._name_like(name.removesuffix(".p12"))
+    # A UUID's or a digest's hex is a word of a name (h268: half the names holding a
+    # UUID were refused as text by a first version of the rule).
+    import uuid
+
+    for _ in range(500):
+        name = f"/run/secrets/Gateway-Client-Keystore-{uuid.UUID(int=rng.getrandbits(128))}"
+        assert not _files.looks_like_store_text(name + ".jks"), name
