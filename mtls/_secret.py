@@ -177,6 +177,9 @@ def _chain(exc: BaseException, stop: BaseException | None) -> list[BaseException
         pending += [current.__cause__, current.__context__]
         if isinstance(current, BaseExceptionGroup):
             pending += current.exceptions
+        # One held in another's args (ValueError("cannot encode", UnicodeEncodeError(...)))
+        # is shown by its repr, the codec error's input included (h268).
+        pending += [arg for arg in current.args if isinstance(arg, BaseException)]
     return out
 
 

@@ -958,6 +958,12 @@ def test_an_unexpected_codec_error_is_kept_without_the_text_it_could_not_encode(
     assert isinstance(kept, UnicodeEncodeError)
     assert "Zq81" not in repr(kept.args) + str(kept) + repr(kept.object)
     assert "position 11" in str(kept) and "surrogates not allowed" in str(kept)
+    # Held in another's args, it is shown by its repr: made fit the same way (h268).
+    try:
+        "Sekr3t-Zq81\udce4".encode()
+    except UnicodeEncodeError as exc:
+        wrapper = escaped(ValueError("cannot encode", exc))
+    assert "Zq81" not in repr(wrapper) + str(wrapper)
 
 
 def test_skip_failures_loads_the_rest_and_reports(tmp_path, pki):
