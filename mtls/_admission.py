@@ -163,7 +163,15 @@ class _Admits:
             # before what that read returns reaches the application (h266: it was not).
             leaf = self.getpeercert(binary_form=True)  # type: ignore[attr-defined]
             if leaf and leaf != self._mtls_leaf:
-                admit(self)  # type: ignore[arg-type]
+                try:
+                    admit(self)  # type: ignore[arg-type]
+                except ssl.SSLError:
+                    # read(n, buffer) (recv_into) has filled the caller's buffer with
+                    # what the refused client sent: wiped before the refusal (h269).
+                    buffer = args[1] if len(args) > 1 else kwargs.get("buffer")
+                    if buffer is not None and isinstance(data, int) and data:
+                        memoryview(buffer).cast("B")[:data] = bytes(data)
+                    raise
                 self._mtls_leaf = leaf
         return data
 

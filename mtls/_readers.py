@@ -961,9 +961,9 @@ def _parse_pkcs12(
             # as BMPString with its own terminator: it fails (h265: an intact store was
             # called damaged).
             msg = (
-                f"{where}: the password ends with a NUL character (\\x00: an environment "
-                "variable or file written with one?), which decrypts the content but fails "
-                "the PKCS#12 integrity check (MAC): remove it"
+                f"{where}: the password ends with a NUL character (\\x00: a file or setting "
+                "written with one, such as deployment.toml's \\u0000?), which decrypts the "
+                "content but fails the PKCS#12 integrity check (MAC): remove it"
             )
         elif exc.which == "store" and _opens_past_its_mac(data, password, budget):
             # Java tells the two apart so too: "Integrity check failed", not "password

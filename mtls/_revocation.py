@@ -256,11 +256,23 @@ class CertificateStatus:
         if self.status == "good":
             return f"{head}: good ({self.source})"
         if self.status == "revoked":
-            when = self.revoked_at.isoformat() if self.revoked_at else "an unknown time"
+            when = revoked_when(self.revoked_at)
             return (
                 f"{head}: REVOKED on {when}, reason {self.reason or 'unspecified'} ({self.source})"
             )
         return f"{head}: undetermined: {'; '.join(self.why)}"
+
+
+def revoked_when(revoked_at: _dt.datetime | str | None) -> str:
+    """When a certificate was revoked, for people: its time (ISO 8601), and for a
+    revocation dated ahead that it is (h264: "was revoked on" a time still to come;
+    refused now, as WSO2's verifier refuses it, where Java's PKIX takes it until then)."""
+    if revoked_at is None:
+        return "an unknown time"
+    when = _dt.datetime.fromisoformat(revoked_at) if isinstance(revoked_at, str) else revoked_at
+    if when > _now():
+        return f"{when.isoformat()} (a time still to come: its CA dated it ahead; refused now)"
+    return when.isoformat()
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -645,11 +657,7 @@ class RevocationChecker:
         where = host or "the server"
         for status in found:
             if status.status == "revoked":
-                when = status.revoked_at.isoformat() if status.revoked_at else "an unknown time"
-                if status.revoked_at is not None and status.revoked_at > _now():
-                    # A revocation dated ahead (h264): refused now, as WSO2's verifier
-                    # refuses it (Java's PKIX takes it until then); said as it is.
-                    when = f"{when} (a time still to come: its CA dated it ahead; refused now)"
+                when = revoked_when(status.revoked_at)
                 raise self._refusing(
                     status,
                     CertificateRevokedError(

@@ -368,8 +368,10 @@ def _revocation_lines(report: Report, out: Output) -> None:
         line = f"    {entry.get('subject')} (serial {entry.get('serial')}): "
         line += out.style(status, colours.get(status, "yellow"))
         if status == "revoked":
+            from .._revocation import revoked_when  # noqa: PLC0415 - not for --help
+
             line += (
-                f" on {entry.get('revoked_at') or 'an unknown date'}, reason "
+                f" on {revoked_when(entry.get('revoked_at'))}, reason "
                 f"{entry.get('reason') or 'unspecified'}"
             )
         if entry.get("source"):

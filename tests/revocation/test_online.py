@@ -185,6 +185,9 @@ def test_a_revocation_dated_ahead_is_refused_and_said_as_it_is(pki: PKI) -> None
     with pytest.raises(CertificateRevokedError) as caught:
         check(RevocationChecker(RevocationPolicy(timeout=10)), leaf)
     assert "(a time still to come: its CA dated it ahead; refused now)" in str(caught.value)
+    # status() and the probe's lines say it too (h269: "REVOKED on" a time to come).
+    (status,) = RevocationChecker(RevocationPolicy(timeout=10)).statuses([der(leaf)], [der(ca)])
+    assert "REVOKED on " in status.describe() and "still to come" in status.describe()
     past_ca, past_leaf = _ca_pointing_at(None, pki.crls.url("/past.crl"))
     past_ca.revoke(past_leaf, reason="superseded")
     pki.crls.bodies["/past.crl"] = past_ca.crl()
