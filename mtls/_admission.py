@@ -38,14 +38,13 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from . import _purpose, _x509
-from ._log import log
+from ._log import first_time, log
 
 #: OpenSSL's code for a certificate refused for its purpose (``X509_V_ERR_INVALID_PURPOSE``).
 _INVALID_PURPOSE: Final = 26
 #: Refused certificates already logged (their SHA-256), so that a client retrying is
 #: said once; bounded, emptied when full.
 _SAID: set[str] = set()
-_SAID_MAX: Final = 1024
 
 
 def install(ctx: ssl.SSLContext, anchors: Sequence[bytes]) -> None:
@@ -108,11 +107,8 @@ def _refused(leaf: bytes) -> str | None:
 
 def _say(leaf: bytes, why: str) -> None:
     digest = _x509.sha256_hex(leaf)
-    if digest in _SAID:
+    if not first_time(_SAID, digest):
         return
-    if len(_SAID) >= _SAID_MAX:
-        _SAID.clear()
-    _SAID.add(digest)
     try:
         cert = _x509.load_cert(leaf)
         who = f"{cert.subject.rfc4514_string()}, serial {cert.serial_number:X}"

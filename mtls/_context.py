@@ -25,7 +25,7 @@ from ._errors import CRLError, KeyEntryError, KeystoreError, KeystoreFormatError
 from ._files import cannot_read_fix
 from ._fork import forks_wait, openssl_work
 from ._idna import ascii_host
-from ._log import log
+from ._log import first_time, log
 from ._revocation import (
     RevocationChecker,
     RevocationPolicy,
@@ -663,11 +663,8 @@ def _warn_expiry(
     if remaining >= within:
         return
     warned = (where, alias, hashlib.sha256(der).digest(), remaining.days)
-    if warned in _EXPIRY_WARNED:
+    if not first_time(_EXPIRY_WARNED, warned):
         return
-    if len(_EXPIRY_WARNED) >= 1024:
-        _EXPIRY_WARNED.clear()
-    _EXPIRY_WARNED.add(warned)
     if _dates.out_of_date(starts, expires, now) == "never valid":
         assert starts is not None
         log.warning(

@@ -27,7 +27,7 @@ from . import _dates, _der, _x509
 from ._errors import CRLError
 from ._files import cannot_read_fix, read_input
 from ._keyload import load_cafile_pem
-from ._log import log
+from ._log import first_time, log
 from ._types import CRLCheck, check_crl_check
 
 #: Largest CRL read by :meth:`CRLSet.load` or downloaded: 10 MiB. Public CAs' biggest
@@ -708,12 +708,7 @@ _WARNED: set[bytes] = set()  # what was warned about already (digests)
 
 def _first_warning(digest: bytes) -> bool:
     """Whether ``digest`` was not warned about yet (then it is, from now on)."""
-    if digest in _WARNED:
-        return False
-    if len(_WARNED) >= 256:
-        _WARNED.clear()
-    _WARNED.add(digest)
-    return True
+    return first_time(_WARNED, digest, at_most=256)
 
 
 def warn_intermediate_anchors(where: str, anchors_der: Sequence[bytes]) -> None:

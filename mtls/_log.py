@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from typing import Any, Final
 
 from ._errors import MAX_MESSAGE, bounded, displayable, has_controls, safe_text
@@ -262,6 +262,19 @@ def emit(records: Iterable[logging.LogRecord]) -> None:
 
 #: The ``mtls`` logger, as every module of the library logs to it.
 log = _Steady(logging.getLogger("mtls"), {})
+
+
+def first_time(said: set[Any], key: Hashable, at_most: int = 1024) -> bool:
+    """Whether ``key`` is new to ``said`` (a module's "said once" set), adding it: a
+    warning repeated by every rebuild or handshake is logged once. ``said`` is emptied
+    when it holds ``at_most`` keys (bounded: what is still true may be said again).
+    Callers that share ``said`` across threads hold their lock around the call."""
+    if key in said:
+        return False
+    if len(said) >= at_most:
+        said.clear()
+    said.add(key)
+    return True
 
 
 def steady_logger(name: str) -> logging.LoggerAdapter:  # type: ignore[type-arg]

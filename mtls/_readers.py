@@ -47,7 +47,7 @@ from ._errors import (
     WrongPasswordError,
 )
 from ._files import InputRefused, cannot_read_fix, looks_like_store_text, read_input
-from ._log import WSO2_CANNOT_LOAD, log
+from ._log import WSO2_CANNOT_LOAD, first_time, log
 from ._pem import PEM_CERTIFICATE_LABELS, pem_blocks, pem_certificate, pem_key_to_pkcs8
 from ._secret import Secret, reveal
 from ._types import StoreFormat, check_flag, hex_serial
@@ -1683,12 +1683,8 @@ def _say_passed_over(where: str, passed: bytes, chosen: bytes, purpose: str | No
     peers refuse it as a ``purpose`` certificate (:meth:`_Certs._take_current`). Each
     is named by its serial: a key's renewals share their subject (h257)."""
     assert purpose is not None  # only a known role passes a certificate over
-    said = (where, passed, chosen, purpose)
-    if said in _PASSED_OVER_SAID:
+    if not first_time(_PASSED_OVER_SAID, (where, passed, chosen, purpose)):
         return
-    if len(_PASSED_OVER_SAID) >= 1024:
-        _PASSED_OVER_SAID.clear()
-    _PASSED_OVER_SAID.add(said)
     found = _purpose.peers_refuse(passed, purpose)
     problem, who, fix = found if found is not None else ("", "", "")
     newer, other = _x509.load_cert(passed), _x509.load_cert(chosen)

@@ -22,7 +22,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from . import _dates, _purpose, _x509
 from ._crl import _issued
 from ._errors import KeystoreError, by_content
-from ._log import log
+from ._log import first_time, log
 
 if TYPE_CHECKING:
     from ._stores import Truststore
@@ -247,10 +247,7 @@ def lost_issuer_refusal(
     if expires is not None and expires < until:
         until = expires  # held only while the identity in service still works (h175)
     if held >= LOST_ISSUER_GRACE or (expires is not None and expires <= wall):
-        if key not in _LOST_ISSUER_WARNED:
-            if len(_LOST_ISSUER_WARNED) >= 256:
-                _LOST_ISSUER_WARNED.clear()
-            _LOST_ISSUER_WARNED.add(key)
+        if first_time(_LOST_ISSUER_WARNED, key, at_most=256):
             log.warning(
                 "%s: %s %s goes in without %s, which the chain before it sent, %s: peers "
                 "that verify through %s refuse it",

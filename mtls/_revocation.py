@@ -113,7 +113,7 @@ from ._errors import (
 from ._fetch import FetchError, fetch
 from ._fetch import without_userinfo as _without_userinfo
 from ._fork import renew_attributes_after_fork
-from ._log import log
+from ._log import first_time, log
 from ._types import Mode, Status, hex_serial
 from ._workers import DaemonWorkers
 
@@ -924,11 +924,8 @@ class RevocationChecker:
             return
         key = (status.serial, status.issuer, status.valid_until)
         with self._lock:
-            if key in self._warned:
+            if not first_time(self._warned, key, at_most=self.policy.cache_size):
                 return
-            if len(self._warned) >= self.policy.cache_size:
-                self._warned.clear()
-            self._warned.add(key)
             if len(self._undetermined) >= self.policy.cache_size:
                 self._undetermined.clear()
             self._undetermined.add(who)

@@ -81,7 +81,7 @@ from ._health import (
     certificate_in_use,
     expiry_watch,
 )
-from ._log import log
+from ._log import first_time, log
 from ._openssl import session_cache_off
 from ._reading import Reading, Unstable
 from ._refusals import (
@@ -592,11 +592,8 @@ def _warn_key_usage(leaf: bytes, subject: str | None, where: str) -> None:
         return
     key = (where, _x509.sha256_hex(leaf))
     with _USAGE_LOCK:
-        if key in _USAGE_WARNED:
+        if not first_time(_USAGE_WARNED, key):
             return
-        if len(_USAGE_WARNED) >= 1024:
-            _USAGE_WARNED.clear()
-        _USAGE_WARNED.add(key)
     say_usage_warning(found, where, subject, "server")
 
 
