@@ -267,19 +267,30 @@ def out_of_date_copy(ca: CA, *, expired: bool = True) -> x509.Certificate:
         if expired
         else (now + _dt.timedelta(days=1), now + _dt.timedelta(days=400))
     )
-    cert = ca.certificate
+    return reissued(ca.certificate, ca, not_before=start, not_after=end)
+
+
+def reissued(
+    cert: x509.Certificate,
+    signer: CA,
+    *,
+    not_before: _dt.datetime | None = None,
+    not_after: _dt.datetime | None = None,
+) -> x509.Certificate:
+    """``cert`` issued again by ``signer`` (its issuer): the same subject, key and
+    extensions, another serial, and its dates unless given."""
     builder = (
         x509.CertificateBuilder()
         .subject_name(cert.subject)
-        .issuer_name(cert.subject)
+        .issuer_name(cert.issuer)
         .public_key(cert.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
+        .not_valid_before(not_before or cert.not_valid_before_utc)
+        .not_valid_after(not_after or cert.not_valid_after_utc)
     )
     for extension in cert.extensions:
         builder = builder.add_extension(extension.value, extension.critical)
-    return builder.sign(ca.private_key, hashes.SHA256())
+    return builder.sign(signer.private_key, hashes.SHA256())  # type: ignore[arg-type]
 
 
 def truststore_openssl_refuses(ca: CA) -> mtls.Truststore:

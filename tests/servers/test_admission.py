@@ -20,7 +20,7 @@ import pytest
 import mtls
 from mtls import _purpose
 from mtls.testing import CA, replace_atomically
-from tests._helpers import PASSWORD, memory_handshake, python_within, wait_for
+from tests._helpers import PASSWORD, memory_handshake, python_within, reissued, wait_for
 from tests._pki import key_usage_only
 
 from ._servers import Estate, get, make_estate, refused, stdlib_server
@@ -367,23 +367,9 @@ def test_a_certificate_with_a_pinned_ones_subject_and_key_is_checked(ca: CA) -> 
     server = mtls.server_context(ca.issue_cert("localhost").keystore(), pinned)
     # Another certificate for the same key and subject (another serial), without
     # digitalSignature: what the pinned one is but for its bytes.
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.serialization import load_der_private_key
 
-    first = pinned_store.certificate("client")
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(first.subject)
-        .issuer_name(first.issuer)
-        .public_key(first.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(first.not_valid_before_utc)
-        .not_valid_after(first.not_valid_after_utc)
-    )
-    for ext in first.extensions:
-        builder = builder.add_extension(ext.value, ext.critical)
-    again = builder.sign(ca.private_key, hashes.SHA256())  # type: ignore[arg-type]
+    again = reissued(pinned_store.certificate("client"), ca)
     twin = mtls.Keystore()
     key = load_der_private_key(pinned_store.key_entry("client")[1], None)
     twin.add_key("client", key, [again, ca.certificate])
