@@ -52,7 +52,6 @@ from ._storeio import (
     _show_warnings,
     _sniff,
     _write_export,
-    _write_stdout,
     opening_password,
     parse_ext_san,
 )
@@ -147,8 +146,7 @@ def cmd_certreq(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
                 "convert) and install the reply there with mtls import"
             )
     else:
-        out.stdout.write(pem.decode("ascii"))
-        out.stdout.flush()
+        out.write(pem.decode("ascii"))
     _show_warnings(out, logs)
     return EXIT_OK
 
@@ -209,7 +207,7 @@ def cmd_gencert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
             "--keystore KS --alias KEY --file REPLY"
         )
     else:
-        _write_stdout(out, issued)
+        out.write_bytes(issued)
     _show_warnings(out, logs)
     return EXIT_OK
 
@@ -307,7 +305,7 @@ def cmd_printcert(args: argparse.Namespace, out: Output, logs: LogCollector) -> 
             if not ders:
                 raise CLIError(str(exc)) from None
     if args.rfc:
-        _write_stdout(out, b"".join(_x509.der_to_pem(der).encode("ascii") for der in ders))
+        out.write_bytes(b"".join(_x509.der_to_pem(der).encode("ascii") for der in ders))
         _show_warnings(out, logs)
         return EXIT_OK
     infos = [_der_info(der) for der in ders]
@@ -456,12 +454,15 @@ def cmd_printcrl(args: argparse.Namespace, out: Output, logs: LogCollector) -> i
     if refusal is not None:
         out.error(refusal)
         return EXIT_FAILURE
-    for info in stale:
-        out.warn(
-            f"the CRL of {info['issuer']} is past its next update: a profile refuses it "
-            "(fetch the CA's current list)"
+    if stale:
+        # An error line, as every failure has (h270: exit 1 said only a warning).
+        others = f" (and {len(stale) - 1} more of the lists)" if len(stale) > 1 else ""
+        out.error(
+            f"the CRL of {stale[0]['issuer']} is past its next update{others}: a profile "
+            "refuses it (fetch the CA's current list)"
         )
-    return EXIT_FAILURE if stale else EXIT_OK
+        return EXIT_FAILURE
+    return EXIT_OK
 
 
 def _unusable(crls: CRLSet, source: str) -> str | None:

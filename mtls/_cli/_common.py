@@ -13,7 +13,7 @@ import getpass
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TextIO
 
 from .._errors import MTLSError, WrongPasswordError, displayable, safe_lines, safe_text
@@ -424,6 +424,8 @@ class Output:
         # Marks our own styles in a line (see line()): random, so no file can spell it.
         self._mark = f"\x00{os.urandom(8).hex()}"
         self.json_written = False  # a command's JSON document is out (see main())
+        self.reader_gone = False  # stdout's reader closed its end (see write())
+        self.stop_when_unread = False  # raise BrokenPipeError then (mtls serve)
 
     def style(self, text: str, *styles: str) -> str:
         """``text`` wrapped in ANSI styles when colour is on (bold, dim, red, green, ...)."""
@@ -447,16 +449,52 @@ class Output:
             safe_text(part) if index % 2 == 0 else f"\033[{part}m"
             for index, part in enumerate(parts)
         )
-        self.stdout.write(shown + "\n")
-        self.stdout.flush()
+        self.write(shown + "\n")
 
     def json(self, document: Any) -> None:
         """Write a JSON document to stdout (indented, keys in the documented order)."""
         import json  # noqa: PLC0415 - only --json output needs it
 
-        self.stdout.write(json.dumps(_utf8(document), indent=2, default=str) + "\n")
-        self.stdout.flush()
+        self.write(json.dumps(_utf8(document), indent=2, default=str) + "\n")
         self.json_written = True
+
+    def write(self, text: str) -> None:
+        """Write ``text`` to stdout as it is (a PEM block, hex) and flush it.
+
+        A reader that stops reading (``mtls list | head -1``, ``grep -q``) does not
+        change what the command does or its exit code, as with keytool: the rest of
+        the output is discarded (h270: exit 1 with nothing said, which failed a
+        ``pipefail`` script whose grep had found its line). A command that runs until
+        stopped (``mtls serve``) sets ``stop_when_unread`` and ends instead.
+        """
+        self._emit(lambda: self.stdout.write(text))
+
+    def write_bytes(self, data: bytes) -> None:
+        """Write ``data`` to stdout as it is (DER or PEM, as keytool writes them); on a
+        text-only stream (tests), PEM as text and DER as hex."""
+        self._emit(self.stdout.flush)  # what is written as text goes first
+        buffer = getattr(self.stdout, "buffer", None)
+        if buffer is None:
+            self.write(data.decode("ascii") if data.startswith(b"-----") else data.hex() + "\n")
+        else:
+            self._emit(lambda: buffer.write(data))
+
+    def _emit(self, write: Callable[[], object]) -> None:
+        """Run ``write`` and flush stdout, unless its reader has gone (see write())."""
+        if self.reader_gone:
+            return
+        try:
+            write()
+            self.stdout.flush()
+        except BrokenPipeError:
+            self.reader_gone = True
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                # What is still buffered goes nowhere when it is flushed again (at exit).
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, self.stdout.fileno())
+                os.close(devnull)
+            if self.stop_when_unread:
+                raise
 
     def _plain(self, text: str) -> str:
         """``text`` without our style marks (stderr is never coloured), escaped."""

@@ -132,8 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         out.error("interrupted")
         return EXIT_INTERRUPTED
     except BrokenPipeError:
-        # The reader went away (mtls list | head): stop quietly, as Python's docs advise,
-        # and keep the interpreter from complaining while it flushes stdout at exit.
+        # The reader of a command that runs until stopped went away (mtls serve | head;
+        # Output.write: the others finish): stop quietly, as Python's docs advise, and
+        # keep the interpreter from complaining while it flushes stdout at exit.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_FAILURE

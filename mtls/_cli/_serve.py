@@ -54,6 +54,7 @@ def cmd_serve(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
     served from the next handshake on (checked every ``--reload-interval`` seconds)."""
     from .._server import RotatingServerContext  # noqa: PLC0415 - not for --help
 
+    out.stop_when_unread = True  # serve | head -3 ends with its reader, quietly, exit 1
     password = opening_password(args, Path(args.keystore))
     interval = args.reload_interval if args.reload_interval > 0 else None
     try:

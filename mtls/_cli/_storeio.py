@@ -211,17 +211,6 @@ def parse_ext_san(values: list[str]) -> list[str]:
     return sans
 
 
-def _write_stdout(out: Output, data: bytes) -> None:
-    """Bytes to standard output as they are (DER or PEM), as keytool writes them."""
-    out.stdout.flush()
-    buffer = getattr(out.stdout, "buffer", None)
-    if buffer is None:  # a text-only stream (tests): PEM as text, DER as hex
-        out.stdout.write(data.decode("ascii") if data.startswith(b"-----") else data.hex() + "\n")
-    else:
-        buffer.write(data)
-        buffer.flush()
-
-
 _MARKERS = (
     re.compile(rb"BEGIN (?:X509 |TRUSTED )?CERTIFICATE-"),
     re.compile(rb"END (?:X509 |TRUSTED )?CERTIFICATE-"),

@@ -61,7 +61,6 @@ from ._storeio import (
     _show_warnings,
     _sniff,
     _write_export,
-    _write_stdout,
     opening_password,
     same_file,
 )
@@ -409,7 +408,7 @@ def cmd_export(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
         out.line(f"Certificate stored in file <{target}>")
         out.line(f"  {subject}, {'PEM' if args.rfc else 'DER'}, {len(data)} bytes")
     else:
-        _write_stdout(out, data)
+        out.write_bytes(data)
     _show_warnings(out, logs)
     return EXIT_OK
 
@@ -823,7 +822,7 @@ def cmd_list(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
             certificate_lines(out, info, indent)
         if args.rfc and entry["kind"] != "SecretKeyEntry":  # a secret key has none
             for der in store._chain_der(entry["alias"]):
-                out.stdout.write(_x509.der_to_pem(der))
+                out.write(_x509.der_to_pem(der))
     _show_warnings(out, logs)
     for note in java_notes:
         out.warn(note)

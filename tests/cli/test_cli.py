@@ -2144,6 +2144,53 @@ def test_a_closed_standard_output_is_refused_before_anything_is_done(tmp_path: P
     assert store.read_bytes() != before
 
 
+def _with_reader_gone(*args: str) -> subprocess.CompletedProcess[str]:
+    """``mtls ARGS | head -0``: the read end of stdout is closed before anything is
+    written, so the first write meets a broken pipe (deterministic, unlike head -1)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "mtls", *args], stdin=subprocess.DEVNULL,
+            stdout=write_end, stderr=subprocess.PIPE, text=True, check=False, timeout=60,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+
+
+def test_a_reader_that_stops_reading_does_not_change_the_exit_code(tmp_path: Path) -> None:
+    """``mtls list ... | grep -q alias`` under ``set -o pipefail``: exit 1 with nothing
+    said when grep had found its line and closed the pipe (h270). The command finishes
+    and exits as it would have, as keytool does; its failures stay failures."""
+    store = tmp_path / "gw.p12"
+    CA().issue_cert("gw").write_keystore(store, PASSWORD, store_type="PKCS12")
+    listed = _with_reader_gone("list", "--keystore", str(store), "--password", PASSWORD, "--rfc")
+    assert listed.returncode == 0 and listed.stderr == "", listed.stderr
+    exported = _with_reader_gone(
+        "export", "--keystore", str(store), "--password", PASSWORD, "--alias", "gw"
+    )
+    assert exported.returncode == 0 and exported.stderr == "", exported.stderr
+    # The twin: a wrong password fails as before, and says so on stderr.
+    wrong = _with_reader_gone("list", "--keystore", str(store), "--password", OTHER_PASSWORD)
+    assert wrong.returncode == 1 and "mtls: error:" in wrong.stderr
+    assert OTHER_PASSWORD not in wrong.stderr
+
+
+def test_serve_ends_quietly_when_the_reader_of_its_output_goes(tmp_path: Path) -> None:
+    """A command that runs until stopped ends with its reader (``mtls serve | head -3``
+    would otherwise serve on, unseen, and hold the pipeline open)."""
+    ca = CA()
+    store, trust = tmp_path / "srv.p12", tmp_path / "trust.p12"
+    ca.issue_cert("localhost").write_keystore(store, PASSWORD, store_type="PKCS12")
+    ca.write_truststore(trust, PASSWORD, store_type="PKCS12")
+    served = _with_reader_gone(
+        "serve", "--keystore", str(store), "--truststore", str(trust), "--password", PASSWORD,
+        "--port", "0",
+    )  # fmt: skip
+    assert served.returncode == 1, served.stderr
+    assert "Traceback" not in served.stderr and "mtls: error:" not in served.stderr
+
+
 def test_a_pipe_given_as_a_store_gets_the_fix_for_a_pipe(tmp_path: Path) -> None:
     """`cat b.p7b | mtls list --keystore /dev/stdin`: the CLI printed the refusal
     without its fix (the library's message has it)."""
