@@ -489,7 +489,7 @@ def java_unreadable_note(entries: Iterable[tuple[str, bytes]]) -> str | None:
     return (
         f"certificate {alias!r}: {why}, which Java cannot parse: keytool and WSO2's "
         "gateway refuse the whole store, not this entry alone: remove it (mtls "
-        f"delete --alias {alias}) or have it reissued {remedy}"
+        f"delete --alias {shlex.quote(alias)}) or have it reissued {remedy}"
     )
 
 
@@ -1734,7 +1734,7 @@ def _say_certless(where: str, alias: str, why: str) -> None:
         where,
         alias,
         why,
-        alias,
+        shlex.quote(alias),
     )
 
 

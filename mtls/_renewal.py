@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -392,7 +393,7 @@ def _reply_leaf(
     raise KeyEntryError(
         f"{source}: none of its {len(parsed)} certificate(s) is for the key of {alias!r} "
         f"in {store} (the public keys differ): the request was made from another key or "
-        f"keystore; make a new one from this entry (mtls certreq --alias {alias})",
+        f"keystore; make a new one from this entry (mtls certreq --alias {shlex.quote(alias)})",
         path=path,
         alias=alias,
     )

@@ -30,10 +30,12 @@ from ._common import (
     CLIError,
     Output,
     UsageError,
+    as_word,
     cert_info,
     certificate_lines,
     expiry_text,
     inspect_keystore,
+    is_terminal,
     key_description,
     load_keystore,
     load_truststore,
@@ -52,6 +54,7 @@ from ._storeio import (
     _show_warnings,
     _sniff,
     _write_export,
+    one_password,
     opening_password,
     parse_ext_san,
 )
@@ -91,14 +94,15 @@ def _key_entry_alias(
     return alias
 
 
-def _signing_store(args: argparse.Namespace) -> tuple[Path, str, Keystore, str | None]:
+def _signing_store(args: argparse.Namespace, out: Output) -> tuple[Path, str, Keystore, str | None]:
     """The keystore a command signs with (certreq, gencert), its format, and the key
     entry's alias (None: its only one)."""
     path = Path(args.keystore)
     fmt = _sniff(path)
     password = opening_password(args, path, fmt)
     alias = _key_entry_alias(args, path, fmt, password)
-    store = load_keystore(path, password, optional_key_password(args), key_alias=alias)
+    key_password = one_password(fmt, password, optional_key_password(args), out)
+    store = load_keystore(path, password, key_password, key_alias=alias)
     if alias is None and len(store.key_aliases) > 1:
         raise _several_keys(path, store.key_aliases)
     return path, fmt, store, alias
@@ -107,7 +111,7 @@ def _signing_store(args: argparse.Namespace) -> tuple[Path, str, Keystore, str |
 def cmd_certreq(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
     """``mtls certreq``: a PKCS#10 request signed by a key entry's key, PEM, to a file or
     standard output (``keytool -certreq``)."""
-    path, fmt, store, alias = _signing_store(args)
+    path, fmt, store, alias = _signing_store(args, out)
     sans: list[str] | None = [s for value in args.san for s in value.split(",") if s.strip()]
     sans = (sans or []) + parse_ext_san(args.ext)
     if not sans and not args.san and not args.ext:
@@ -137,7 +141,8 @@ def cmd_certreq(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
         if fmt in ("JKS", "PKCS12"):
             out.line("  next     send it to the CA, then install its reply:")
             out.line(
-                f"           mtls import --keystore {path} --alias {stored} --file REPLY "
+                f"           mtls import --keystore {as_word(path)} --alias {as_word(stored)} "
+                "--file REPLY "
                 "[--ca CA-CERTS]"
             )
         else:  # mtls writes JKS and PKCS12 only: the reply goes into a converted copy
@@ -167,7 +172,7 @@ def cmd_gencert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     not_before = start_date(args.start_date)
-    to_terminal = not args.outfile and _is_terminal(out)
+    to_terminal = not args.outfile and is_terminal(out.stdout)
     if to_terminal and not args.rfc:
         raise UsageError("the certificate is DER: pass --rfc for PEM on a terminal, or --outfile")
     request: bytes | Path = (
@@ -175,7 +180,7 @@ def cmd_gencert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
         if args.infile and args.infile != "-"
         else input_bytes(None, "certificate request", option="--infile")[0]
     )
-    signer, _, store, alias = _signing_store(args)
+    signer, _, store, alias = _signing_store(args, out)
     try:
         chain = store.sign_request(
             request, alias, days=args.validity, subject=subject, extensions=extensions,
@@ -239,11 +244,6 @@ def input_bytes(name: str | None, what: str, *, option: str = "--file") -> tuple
             f"standard input is empty: give the {what} with {option} FILE, or pipe it in"
         )
     return data, "standard input"
-
-
-def _is_terminal(out: Output) -> bool:
-    isatty = getattr(out.stdout, "isatty", None)
-    return bool(isatty is not None and isatty())
 
 
 def _keystore_format(data: bytes) -> str | None:

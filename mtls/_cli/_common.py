@@ -12,6 +12,7 @@ import datetime as _dt
 import getpass
 import os
 import re
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TextIO
@@ -386,6 +387,11 @@ def _utf8(value: Any) -> Any:
 def _color_wanted(stream: TextIO, no_color: bool) -> bool:
     if no_color or os.environ.get("NO_COLOR"):  # https://no-color.org: set and not empty
         return False
+    return is_terminal(stream)
+
+
+def is_terminal(stream: object) -> bool:
+    """Whether ``stream`` is a terminal (where DER, raw bytes, is not written)."""
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())
 
@@ -952,6 +958,13 @@ def new_password(args: argparse.Namespace, path: str | Path, what: str) -> str:
     assert value is not None
     check_new_password(value, str(path), what)
     return value
+
+
+def as_word(value: object) -> str:
+    """``value`` (a path, an alias) as one shell word, quoted when it needs to be, for a
+    command a message gives to copy (h272: an alias with a space broke the one certreq
+    printed)."""
+    return shlex.quote(str(value))
 
 
 def optional_key_password(args: argparse.Namespace) -> str | None:

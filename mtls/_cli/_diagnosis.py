@@ -49,7 +49,7 @@ from .._errors import (
 from .._idna import ascii_host
 from .._refusals import issuing_path
 from .._types import hex_serial
-from ._common import UsageError, key_description, now, oid_name, purpose_problem
+from ._common import UsageError, as_word, key_description, now, oid_name, purpose_problem
 
 if TYPE_CHECKING:
     from .._revocation import RevocationChecker
@@ -922,12 +922,12 @@ def _advice_trust(setup: Setup) -> str:
             "the backend does not trust it: add it, or the CA that issued it, to the "
             "backend's truststore"
         )
-    alias = f" --alias {setup.client_alias}" if setup.client_alias else ""
-    export = f"mtls export --keystore {_store_of(setup)}{alias} --rfc --file client.pem"
+    alias = f" --alias {as_word(setup.client_alias)}" if setup.client_alias else ""
+    export = f"mtls export --keystore {as_word(_store_of(setup))}{alias} --rfc --file client.pem"
     trusted_as = setup.client_alias or "client"
     imported = (
-        f"mtls import --file client.pem --alias {trusted_as} --keystore BACKEND-TRUSTSTORE "
-        "on the backend's truststore"
+        f"mtls import --file client.pem --alias {as_word(trusted_as)} --keystore "
+        "BACKEND-TRUSTSTORE on the backend's truststore"
     )
     if cert.issuer == cert.subject:
         return (
@@ -1345,7 +1345,7 @@ def _untrusted_fix(truststore: str | None, ca: str | None = None) -> str:
         return f"append {what}, as PEM, to {truststore}"
     return (
         f"import {what} into {truststore} "
-        f"(mtls import --file CA.pem --alias ca --keystore {truststore})"
+        f"(mtls import --file CA.pem --alias ca --keystore {as_word(truststore)})"
     )
 
 
@@ -1406,7 +1406,7 @@ def _dates_advice(report: Report, failure: Failure) -> str:
     return (
         f"nothing the server sent is out of date, but the CA certificate in {trust} that "
         f"anchors its chain is {'expired' if expired else 'not valid yet'}{which}: replace "
-        f"it with the CA's current certificate (mtls list --keystore {trust} shows the "
+        f"it with the CA's current certificate (mtls list --keystore {as_word(trust)} shows the "
         "dates; if they look right, check this machine's clock)"
     )
 

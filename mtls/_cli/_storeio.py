@@ -54,6 +54,22 @@ def _sniff(path: Path) -> str:
         raise CLIError(f"{path}: {with_fix(exc, 'check the file name')}") from exc
 
 
+def ignored_key_password(out: Output) -> None:
+    out.warn("PKCS12 stores have one password: the key password is ignored (keytool does the same)")
+
+
+def one_password(
+    fmt: str, password: str | None, key_password: str | None, out: Output
+) -> str | None:
+    """The key password to open a store of format ``fmt`` with: a PKCS12 store has one
+    password, so another key password is ignored with a warning, as keytool ignores it
+    (h272: certreq, gencert and convert tried it on every key, and blamed the first)."""
+    if fmt == "PKCS12" and key_password is not None and key_password != password:
+        ignored_key_password(out)
+        return None
+    return key_password
+
+
 def opening_password(args: argparse.Namespace, path: Path, fmt: str | None = None) -> str | None:
     """The password to open the store at ``path`` (of format ``fmt``, sniffed when not
     given) with: the store password, asked for when not given, for a Java store and

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -35,12 +34,14 @@ from ._common import (
     CLIError,
     Output,
     UsageError,
+    as_word,
     cert_info,
     certificate_lines,
     check_new_password,
     display_path,
     expiry_text,
     inspect_keystore,
+    is_terminal,
     load_keystore,
     new_password,
     now,
@@ -61,17 +62,31 @@ from ._storeio import (
     _show_warnings,
     _sniff,
     _write_export,
+    ignored_key_password,
+    one_password,
     opening_password,
     same_file,
 )
 
 
-def _refuse_unwritable(kind: str | None, path: Path) -> None:
-    if kind not in ("JKS", "PKCS12"):
+def _refuse_unwritable(kind: str | None, path: Path, adding: str = "") -> None:
+    if kind in ("JKS", "PKCS12"):
+        return
+    try:  # its entries, read without a password (no integrity check, no key decrypted)
+        secrets = list(Keystore.inspect(path).secret_keys) if kind == "JCEKS" else []
+    except MTLSError:
+        secrets = []
+    if secrets:
+        # h272: the conversion advised next refused these too, where keytool succeeds.
+        tool = f"keytool {adding}" if adding else "keytool"
         raise CLIError(
-            f"{path} is a {kind} store; mtls changes JKS and PKCS12 stores only: "
-            f"convert it first (mtls convert --keystore {path} --to JKS --out NEW.jks)"
+            f"{path} is a {kind} store holding secret keys ({', '.join(map(repr, secrets))}), "
+            f"which mtls lists but cannot write: use {tool} on it"
         )
+    raise CLIError(
+        f"{path} is a {kind} store; mtls changes JKS and PKCS12 stores only: "
+        f"convert it first (mtls convert --keystore {as_word(path)} --to JKS --out NEW.jks)"
+    )
 
 
 def _existing_type(store: Keystore, path: Path, explicit: WriteFormat | None) -> WriteFormat:
@@ -113,10 +128,8 @@ def _open_to_add(
     fmt = _sniff(path)
     # Before any key is decrypted: a JCEKS store's keys, each under its own password,
     # would ask for passwords keytool never needs, only for the store to be refused.
-    _refuse_unwritable(fmt, path)
-    if key_password is not None and key_password != password and fmt == "PKCS12":
-        _ignored_key_password(out)
-        key_password = None
+    _refuse_unwritable(fmt, path, adding)
+    key_password = one_password(fmt, password, key_password, out)
     store = (
         inspect_keystore(path, password)
         if fmt == "JKS"
@@ -151,10 +164,6 @@ def _unwritable(store: Keystore, aliases: list[str]) -> str:
         return "a key without a certificate" if certless else "a secret key"
 
     return f"entries TLS cannot use ({', '.join(f'{a!r}: {what(a)}' for a in aliases)})"
-
-
-def _ignored_key_password(out: Output) -> None:
-    out.warn("PKCS12 stores have one password: the key password is ignored (keytool does the same)")
 
 
 def _write_back(
@@ -195,7 +204,7 @@ def _write_back(
             raise CLIError(
                 f"{path}: not written: its password is empty, and mtls writes no PKCS#12 "
                 "key entry under an empty password: give the store a password first "
-                f"(mtls storepasswd --keystore {shlex.quote(str(path))} --password '' "
+                f"(mtls storepasswd --keystore {as_word(path)} --password '' "
                 "--new-password NEW), or edit it with keytool"
             ) from exc
         raise CLIError(f"{path}: not written: {exc}") from exc
@@ -315,9 +324,7 @@ def cmd_genkey(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
         if kind == "PEM":
             raise UsageError("genkey writes JKS or PKCS12 stores: use mtls convert for PEM")
     dname = args.dname if args.dname is not None else ask_dname(out)
-    if kind == "PKCS12" and key_password is not None and key_password != password:
-        _ignored_key_password(out)
-        key_password = None
+    key_password = one_password(kind, password, key_password, out)
     if key_password is not None:
         check_new_password(key_password, str(path), "key password")
     key_type: Literal["RSA", "EC", "Ed25519"] = args.key_type
@@ -408,6 +415,9 @@ def cmd_export(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
     password = opening_password(args, path, fmt)
     # Every entry's certificate, and no key password needed, as keytool -exportcert
     # needs none (a secret-key entry is said to hold no certificate).
+    if not args.file and not args.rfc and is_terminal(out.stdout):
+        # keytool writes it; a certificate's bytes reach the terminal raw then (h272).
+        raise UsageError("the certificate is DER: pass --rfc for PEM on a terminal, or --file")
     store = _inspected(path, fmt, password, out)
     try:
         data = store.export_certificate(args.alias, "PEM" if args.rfc else "DER")
@@ -461,7 +471,7 @@ def read_certificate_file(path: Path) -> bytes:
     if fmt in ("JKS", "JCEKS", "PKCS12", "BKS", "UBER", "BCFKS"):
         raise CLIError(
             f"{path} is a {fmt} keystore, not a certificate: export the certificate first "
-            f"(mtls export --keystore {path} --alias ALIAS --file CERT)"
+            f"(mtls export --keystore {as_word(path)} --alias ALIAS --file CERT)"
         )
     if fmt == "PEM" and b"PRIVATE KEY-----" in data:
         raise CLIError(
@@ -657,6 +667,7 @@ def cmd_delete(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
             f"{listed_aliases(store.aliases, alias)}"
         )
     was = store.entry_type(alias)
+    alias = next(a for a in store.aliases if fold(a) == fold(alias))  # as the store spells it
     store.remove(alias)
     count = _write_back(store, path, password, kind, key_password)
     out.line(
@@ -685,7 +696,7 @@ def cmd_storepasswd(args: argparse.Namespace, out: Output, logs: LogCollector) -
     if kind == "JKS" and store.key_aliases:
         out.line(
             "  key entries keep their own passwords (JKS): change one with mtls keypasswd "
-            f"--keystore {path} --alias ALIAS"
+            f"--keystore {as_word(path)} --alias ALIAS"
         )
     out.line(
         "  a profile file or deployment.toml naming this store needs the new password too; "
@@ -705,7 +716,7 @@ def cmd_keypasswd(args: argparse.Namespace, out: Output, logs: LogCollector) -> 
             f"{path} is a {fmt} store: "
             + (
                 "PKCS12 stores have one password, for the keys too: change it with mtls "
-                f"storepasswd --keystore {path} (keytool -keypasswd refuses PKCS12 too)"
+                f"storepasswd --keystore {as_word(path)} (keytool -keypasswd refuses PKCS12 too)"
                 if fmt == "PKCS12"
                 else "mtls changes key passwords in JKS stores only: use keytool -keypasswd"
             )
@@ -916,16 +927,15 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
         # would otherwise be told "aliases are: (none)").
         inspect_keystore(source, password, source=True).certificate(args.alias)
     try:
-        store = load_keystore(
-            source, password, optional_key_password(args), key_alias=args.alias, source=True
-        )
+        key_password = one_password(fmt, password, optional_key_password(args), out)
+        store = load_keystore(source, password, key_password, key_alias=args.alias, source=True)
     except CLIError as exc:
         refused = exc.__cause__
         if args.alias is None and isinstance(refused, WrongPasswordError) and refused.alias:
             # keytool asks for each key's password; mtls takes one: say how (h167).
             raise CLIError(
                 f"{exc}; keys under different passwords are converted one at a time: "
-                f"--alias {refused.alias} --key-password ..., then mtls importkeystore "
+                f"--alias {as_word(refused.alias)} --key-password ..., then mtls importkeystore "
                 "-srcalias NEXT -srckeypass ... into the same file"
             ) from refused
         raise
@@ -964,7 +974,7 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
     if keys and to == "JKS" and args.out_key_password is not None:
         check_new_password(args.out_key_password, str(target), "key password")
     if keys and to == "PKCS12" and args.out_key_password not in (None, out_password):
-        _ignored_key_password(out)  # it was ignored without a word
+        ignored_key_password(out)  # it was ignored without a word
     backup = target.with_name(target.name + ".old")
     if migrate:  # the old store first: a failure after it leaves both files readable
         old = read_input(source)

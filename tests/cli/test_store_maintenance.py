@@ -496,3 +496,87 @@ def test_list_reads_a_password_less_pkcs12_without_a_password_as_keytool(
     ca.truststore().save(closed, PASSWORD, store_type="PKCS12")
     needs = fails(2, "list", "--keystore", closed, password_env=False)
     assert "the store password of" in needs.stderr
+
+
+# --------------------------------------------------------------------------- h272
+
+
+WRONG_KEY_PASSWORD = "Wr0ngKeyPass-9"
+
+
+def test_a_pkcs12_key_password_is_ignored_by_every_command_as_keytool_ignores_it(
+    tmp_path: Path, any_keytool: JDK
+) -> None:
+    """certreq, gencert and convert tried --key-password on every PKCS12 key and blamed
+    the first ("does not unlock key entry 'first'"), even for an alias the store does
+    not hold; keytool ignores it with a warning, as mtls's delete and genkey did (h272)."""
+    path = tmp_path / "two.p12"
+    _keystore(any_keytool, path, "PKCS12", {"first": PASSWORD, "leaf": PASSWORD})
+    wrong = ("--key-password", WRONG_KEY_PASSWORD)
+    run = mtls_run("certreq", "--keystore", path, "--alias", "leaf", *wrong)
+    assert run.code == 0 and "BEGIN CERTIFICATE REQUEST" in run.stdout, run.stderr
+    assert "the key password is ignored" in run.stderr and WRONG_KEY_PASSWORD not in run.stderr
+    pem = tmp_path / "leaf.pem"
+    run = mtls_run("convert", "--keystore", path, "--alias", "leaf", *wrong, "--to", "PEM",
+                   "--out", pem, "--out-password", "")  # fmt: skip
+    assert run.code == 0 and "the key password is ignored" in run.stderr, run.stderr
+    # The twins: an alias the store does not hold is named as such, and a JKS key's own
+    # password is still checked (each key has one there).
+    run = mtls_run("certreq", "--keystore", path, "--alias", "nope", *wrong)
+    assert run.code == 1 and "has no key entry 'nope'" in run.stderr, run.stderr
+    jks = tmp_path / "two.jks"
+    _keystore(any_keytool, jks, "JKS", {"leaf": "Leaf-own-pw1"})
+    fails(1, "certreq", "--keystore", jks, "--alias", "leaf", *wrong)
+
+
+def test_a_jceks_store_holding_secret_keys_is_not_sent_to_a_conversion_that_refuses_it(
+    tmp_path: Path, any_keytool: JDK
+) -> None:
+    """delete (and every change) on a JCEKS store said "convert it first", and convert
+    then refused its secret keys: a dead end where keytool -delete works (h272)."""
+    path = tmp_path / "c.jceks"
+    store = _keystore(any_keytool, path, "JCEKS", {"leaf": PASSWORD})
+    run_keytool(any_keytool, "-genseckey", *store, "-alias", "secret1", "-keyalg", "AES",
+                "-keysize", "128")  # fmt: skip
+    run = fails(1, "delete", "--keystore", path, "--alias", "leaf")
+    assert "holding secret keys ('secret1')" in run.stderr and "keytool -delete" in run.stderr
+    assert "convert it first" not in run.stderr
+    # The twin: one without secret keys is sent to the conversion, which works.
+    plain = tmp_path / "p.jceks"
+    _keystore(any_keytool, plain, "JCEKS", {"leaf": PASSWORD})
+    assert "convert it first" in fails(1, "delete", "--keystore", plain, "--alias", "leaf").stderr
+    ok("convert", "--keystore", plain, "--to", "JKS", "--out", tmp_path / "p.jks")
+
+
+def test_the_commands_a_message_gives_are_quoted_for_the_shell(
+    tmp_path: Path, any_keytool: JDK
+) -> None:
+    """certreq's "next" line printed `--alias rsa 4096 key`, which a shell splits (h272);
+    delete named the entry as typed, not as the store spells it."""
+    folder = tmp_path / "my stores"
+    folder.mkdir()
+    path = folder / "gw.p12"
+    _keystore(any_keytool, path, "PKCS12", {"RSA 4096 Key": PASSWORD, "plain": PASSWORD})
+    run = ok("certreq", "--keystore", path, "--alias", "rsa 4096 key", "--file",
+             tmp_path / "req.pem")  # fmt: skip
+    assert f"mtls import --keystore '{path}' --alias 'rsa 4096 key' --file REPLY" in run.stdout
+    run = ok("certreq", "--keystore", path, "--alias", "plain", "--file", tmp_path / "r2.pem")
+    assert "--alias plain --file REPLY" in run.stdout  # the twin: a plain word stays as it is
+    deleted = ok("delete", "--keystore", path, "--alias", "PLAIN")
+    assert deleted.stdout.startswith("Deleted plain (PrivateKeyEntry)")
+
+
+def test_export_writes_no_der_to_a_terminal(tmp_path: Path) -> None:
+    """keytool -exportcert writes DER to a terminal; a certificate's bytes reach it raw
+    then (h272). Refused as gencert refuses it; PEM (--rfc) is written."""
+    from tests.cli.test_genkey import Terminal
+
+    path = tmp_path / "gw.p12"
+    CA().issue_cert("gw").write_keystore(path, PASSWORD, store_type="PKCS12")
+    args = ("export", "--keystore", path, "--password", PASSWORD, "--alias", "gw")
+    der = Terminal(*args)
+    der.expect("pass --rfc for PEM on a terminal")
+    assert der.finish()[0] == 2
+    pem = Terminal(*args, "--rfc")
+    pem.expect("-----END CERTIFICATE-----")
+    assert pem.finish()[0] == 0
