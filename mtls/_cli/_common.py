@@ -74,6 +74,8 @@ class UsageError(CLIError):
 # --------------------------------------------------------------------------- secrets
 
 _SECRETS: set[str] = set()
+# The options whose password was typed at the prompt (a wrong one is said to be that).
+_PROMPTED: set[str] = set()
 # Whole command-line words that carried a password glued to its option
 # (``-storepassSECRET``), and what each is shown as (``-storepass****``).
 _GLUED: dict[str, str] = {}
@@ -337,6 +339,7 @@ def resolve_password(
                 raise CLIError("the two passwords do not match: try again")
         except EOFError:
             raise UsageError(f"no {what.removeprefix('the ')} entered (end of input)") from None
+        _PROMPTED.add(option)
         return value
     raise UsageError(
         f"{what} is needed: pass {option} PASSWORD, set {env}, or run on a terminal to be prompted"
@@ -783,6 +786,11 @@ def _password_hint(
     truststore: bool = False,
     source: bool = False,
 ) -> str | None:
+    typed = (
+        "--truststore-password" if truststore else "--out-password" if destination else "--password"
+    )
+    if exc.alias is None and typed in _PROMPTED:  # h272: the options were named
+        return "the password typed at the prompt: check it"
     if truststore:  # probe's and serve's --truststore: options of its own, then the store's
         return (
             f"the truststore password comes from --truststore-password or "

@@ -9,6 +9,7 @@ was, and leave the file untouched when it refuses.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -580,3 +581,20 @@ def test_export_writes_no_der_to_a_terminal(tmp_path: Path) -> None:
     pem = Terminal(*args, "--rfc")
     pem.expect("-----END CERTIFICATE-----")
     assert pem.finish()[0] == 0
+
+
+def test_a_wrong_password_typed_at_the_prompt_is_said_to_be_that(tmp_path: Path) -> None:
+    """The error named --password and MTLS_STORE_PASSWORD, which were not used (h272)."""
+    from tests.cli.test_genkey import Terminal
+
+    path = tmp_path / "gw.p12"
+    CA().issue_cert("gw").write_keystore(path, PASSWORD, store_type="PKCS12")
+    typed = Terminal("list", "--keystore", path)
+    typed.expect("Enter keystore password:")
+    os.write(typed.fd, WRONG_KEY_PASSWORD.encode() + b"\n")
+    code, shown = typed.finish()
+    assert code == 1 and "the password typed at the prompt: check it" in shown, shown
+    assert WRONG_KEY_PASSWORD not in shown
+    # The twin: a wrong --password is still named as the option.
+    run = fails(1, "list", "--keystore", path, "--password", WRONG_KEY_PASSWORD)
+    assert "comes from --password" in run.stderr
