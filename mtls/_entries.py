@@ -113,11 +113,6 @@ def _cn_alias(der: bytes) -> str | None:
     return re.sub(r"[^a-z0-9._-]+", "-", (cn or "").lower()).strip("-") or None
 
 
-# The kind of a private key stored without a certificate (listed with the entries TLS
-# cannot use, as Java's key managers skip it; keytool lists it as a PrivateKeyEntry).
-CERTLESS_KIND = "private key without a certificate"
-
-
 class Entries:
     """Alias-ordered entries of one store: key entries, trusted certificates, secrets."""
 
@@ -271,9 +266,8 @@ class Entries:
             names = ", ".join(repr(alias) for alias, _ in self._secrets.values())
             raise KeyEntryError(
                 f"{where(path)}: entries {names} hold what TLS cannot use (secret or "
-                "public keys, secrets, private keys without a certificate), kept as read, "
-                "so they cannot be written: remove them (store.remove(alias)) to save the "
-                "rest",
+                "public keys, secrets), kept as read, so they cannot be written: remove "
+                "them (store.remove(alias)) to save the rest",
                 path=path,
             )
 

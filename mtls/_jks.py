@@ -147,10 +147,6 @@ class JKSContents:
     # but looks every alias up in lower case, so no lookup finds them (its key and
     # trust managers skip them); mtls serves them, and notes it
     unreachable: tuple[str, ...] = ()
-    # aliases of key entries without a certificate (an empty chain) beside a key entry
-    # with one: listed as entries TLS cannot use, as Java's key managers skip them (a
-    # store whose keys all lack one is refused)
-    certless: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- framing
@@ -386,22 +382,20 @@ def contents(store_type: str, entries: list[Entry]) -> JKSContents:
         table[folded] = entry
     values = [_one_certificate_each(entry, trimmed) for entry in table.values()]
     keys = tuple(e for e in values if isinstance(e, JKSKey))
-    usable = tuple(key for key in keys if key.chain_der)
     for key in keys:
-        if not key.chain_der and not usable:
+        if not key.chain_der:
             raise JKSFormatError(
                 f"key entry {shown(key.alias)} has no certificate (its chain is empty), so "
                 "it cannot be used or trusted: import the key again with its certificate"
             )
     return JKSContents(
         store_type,
-        usable,
+        keys,
         tuple(e for e in values if isinstance(e, tuple)),
         tuple(e for e in values if isinstance(e, SecretEntry)),
         tuple(replaced),
         tuple(dict.fromkeys(trimmed)),
         tuple(a for e in values if java_case and (a := _alias_of(e)) != fold(a)),
-        tuple(key.alias for key in keys if not key.chain_der),
     )
 
 

@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives import serialization
 
 from . import _bcfks, _bks, _dates, _der, _jks, _pkcs12, _purpose, _x509
 from ._budget import DIAGNOSIS_KDF_ITERATIONS, WorkBudget, WorkLimitError
-from ._entries import CERTLESS_KIND, KeyEntry, Taken, alias_for, fold, unique_alias
+from ._entries import KeyEntry, Taken, alias_for, fold, unique_alias
 from ._entries import where as _where
 from ._errors import (
     KeyEntryError,
@@ -740,11 +740,7 @@ def _parse_jks(
             KeyEntry(k.alias, b"", k.chain_der, k.protected if fmt == "JKS" else b"")
             for k in wanted
         ]
-    certless = [
-        (alias, _certless(where, alias, "its chain is empty", said=with_keys))
-        for alias in contents.certless
-    ]
-    secrets = [(s.alias, s.kind) for s in contents.secrets] + unusable + certless
+    secrets = [(s.alias, s.kind) for s in contents.secrets] + unusable
     return Parsed(fmt, keys, list(contents.certs), [], secrets, java_notes=java_notes)
 
 
@@ -998,9 +994,6 @@ def _parse_pkcs12(
     # Java keeps a key without a localKeyId only when it is the one private key.
     shrouded = sum(1 for key in contents.keys if key.order)
     notes: list[str] = []
-    # Keys without a certificate, beside one with: (order, Java's alias or None, entry).
-    certless: list[tuple[int, str | None, tuple[str, str]]] = []
-    unmatched: list[_pkcs12.P12Key] = []  # listed with them when another key has one
     if contents.pbmac1:
         notes.append(
             "its integrity check is PBMAC1 (RFC 9579), which the JDK's PKCS12 reader "
@@ -1062,22 +1055,27 @@ def _parse_pkcs12(
             lone = len(contents.keys) == 1 and key.local_key_id is None
             leaf_at = index_of.first_without_id() if lone else None
             if leaf_at is None and certs:
-                if key.local_key_id is not None and not index_of.holds_id(key.local_key_id):
-                    # No certificate carries its localKeyId: Java lists it with a chain
-                    # of length 0 (h263: a listing was silent), though a load may still
-                    # match a certificate to it by its public key.
-                    unmatched.append(key)
                 continue  # its certificates are read below
         if leaf_at is None:
-            certless.append(_certless_entry(key, unnamed, shrouded))
-            continue
+            name = unnamed.alias(key.alias, number=key.number)
+            listed = (
+                "keytool lists no such entry: it skips an unencrypted keyBag"
+                if key.plain
+                else "keytool lists a chain of length 0"
+            )
+            raise KeystoreFormatError(
+                f"{where}: key entry {name!r} has no certificate ({listed}; TLS cannot use "
+                "it): export the store again with the key's certificate chain",
+                path=path,
+            )
         chain = index_of.chain_from(leaf_at)
+        registered = key.order and (key.local_key_id is not None or shrouded == 1)
         # Java names a key by its own friendlyName, else its number ("1"): so does mtls,
         # a profile's <KeyAlias> being read by Java too (the certificate's friendlyName
         # passed `mtls check` where WSO2's gateway found no such entry, and Java's name
         # failed here, h235). A key Java does not list as an entry is named by its
         # certificate's friendlyName then, as Windows names the two bags apart.
-        java = _java_name(key, shrouded)
+        java = (key.alias if key.alias is not None else str(key.number)) if registered else None
         alias = (
             java
             if java is not None
@@ -1091,15 +1089,6 @@ def _parse_pkcs12(
                 "such entry; write the store again with its keys encrypted (mtls convert, "
                 "or keytool -importkeystore)"
             )
-    if keys:
-        certless += [_certless_entry(key, unnamed, shrouded) for key in unmatched]
-    elif certless:
-        name, listed = certless[0][2]
-        raise KeystoreFormatError(
-            f"{where}: key entry {name!r} has no certificate ({listed}; TLS cannot use "
-            "it): export the store again with the key's certificate chain",
-            path=path,
-        )
     trusted: list[tuple[int, str | None, tuple[str, bytes]]] = []
     loose: list[tuple[str | None, bytes]] = []
     for index, cert in enumerate(certs):
@@ -1118,9 +1107,6 @@ def _parse_pkcs12(
     secrets = [
         (order, name if order else None, (name, kind))
         for order, (name, kind) in zip(contents.secrets_order, contents.secrets, strict=True)
-    ] + [
-        (o, java, (name, _certless(where, name, listed, said=with_keys)))
-        for o, java, (name, listed) in certless
     ]
     kept, dropped = _java_table(
         [(o, java) for o, java, _ in (*keys, *trusted, *secrets) if java is not None]
@@ -1357,11 +1343,6 @@ class _Certs:
         if found is None and public is not None:
             found = self._firsts["key"].get(public)
         return found
-
-    def holds_id(self, local_key_id: bytes) -> bool:
-        """Whether a certificate of the file carries ``local_key_id`` (used or not)."""
-        self._table("id")
-        return local_key_id in self._firsts["id"]
 
     def first_without_id(self) -> int | None:
         """The first certificate, if it is unused and has no localKeyId (marked used)."""
@@ -1689,53 +1670,6 @@ def _parse_pem(
     ]
     index_of.say_passed_over(where)
     return Parsed("PEM", keys, certs, [], rechoose_at=index_of.rechoose_at)
-
-
-def _certless_entry(
-    key: _pkcs12.P12Key, unnamed: _Unnamed, shrouded: int
-) -> tuple[int, str | None, tuple[str, str]]:
-    """A PKCS#12 key without a certificate as ``(order, Java's alias or None, (alias,
-    why))``: Java registers it (with a chain of length 0) unless it skips the bag or
-    the key has no localKeyId beside other shrouded keys (``shrouded``, their count)."""
-    name = unnamed.alias(key.alias, number=key.number)
-    listed = (
-        "keytool lists no such entry: it skips an unencrypted keyBag"
-        if key.plain
-        else "keytool lists a chain of length 0"
-    )
-    return key.order, _java_name(key, shrouded), (name, listed)
-
-
-def _java_name(key: _pkcs12.P12Key, shrouded: int) -> str | None:
-    """The alias Java's PKCS12KeyStore registers a key under (its friendlyName, else
-    its number), or None: a bag it skips, or a key without a localKeyId beside other
-    shrouded keys (``shrouded``, their count)."""
-    if not key.order or (key.local_key_id is None and shrouded != 1):
-        return None
-    return key.alias if key.alias is not None else str(key.number)
-
-
-def _certless(where: str, alias: str, why: str, *, said: bool) -> str:
-    """A key entry without a certificate, beside one with a chain: listed with the
-    entries TLS cannot use (its kind, returned) and, when the keys are read (``said``),
-    warned of, as Java's key managers skip it and serve the other key (h263: such a
-    store was refused whole). A store holding it is written back once it is deleted
-    (mtls delete), not before, so no command drops its key in silence."""
-    if said:
-        _say_certless(where, alias, why)
-    return f"{CERTLESS_KIND} ({why}; TLS cannot use it)"
-
-
-def _say_certless(where: str, alias: str, why: str) -> None:
-    log.warning(
-        "%s: key entry %r has no certificate (%s): it is left out, as Java's key "
-        "managers skip it (TLS cannot use it); delete it (mtls delete --alias %s, or "
-        "keytool -delete), or export the store again with its certificate chain",
-        where,
-        alias,
-        why,
-        shlex.quote(alias),
-    )
 
 
 #: (where, the certificate passed over, the one chosen, purpose) warned of: a set

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from . import _dates, _jks, _x509
-from ._entries import CERTLESS_KIND, Entries, KeyEntry, Taken, alias_for, fold, unique_alias
+from ._entries import Entries, KeyEntry, Taken, alias_for, fold, unique_alias
 from ._entries import where as _where
 from ._errors import KeyEntryError, KeystoreError, KeystoreFormatError, WrongPasswordError
 from ._files import atomic_write, read_input
@@ -273,13 +273,11 @@ class _StoreBase:
     def secret_keys(self) -> Mapping[str, str]:
         """Entries TLS cannot use, as alias -> what they are.
 
-        These are JCEKS secret-key entries (``keytool -genseckey``, ``-importpass``),
-        Bouncy Castle secret or public keys, and private keys stored without a
-        certificate beside key entries with one (Java's key managers skip them, and
-        a warning names them when the store is read). They are listed, as ``keytool
-        -list`` does, and never used: no context can use them, :meth:`certificate`
+        These are JCEKS secret-key entries (``keytool -genseckey``, ``-importpass``)
+        and Bouncy Castle secret or public keys. They are listed, as ``keytool -list``
+        does, and never decrypted: no context can use them, :meth:`certificate`
         raises :class:`KeyEntryError` for them, and a store holding them cannot be
-        saved until they are removed (:meth:`remove`).
+        saved until they are removed.
         """
         return dict(self._entries.secret_entries())
 
@@ -291,9 +289,8 @@ class _StoreBase:
         Raises:
             KeyEntryError: no entry has this alias.
         """
-        secret = self._entries.secret(alias)
-        if secret is not None:  # a key without a certificate is keytool's PrivateKeyEntry
-            return "PrivateKeyEntry" if secret[1].startswith(CERTLESS_KIND) else "SecretKeyEntry"
+        if self._entries.secret(alias) is not None:
+            return "SecretKeyEntry"
         self._chain_der(alias)  # KeyEntryError naming the aliases there are
         return "PrivateKeyEntry" if self._entries.key(alias) is not None else "trustedCertEntry"
 

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
 from .. import _dates, _x509
-from .._entries import CERTLESS_KIND, fold
+from .._entries import fold
 from .._errors import KeyEntryError, KeystoreFormatError, MTLSError, WrongPasswordError
 from .._files import atomic_write, read_input
 from .._keygen import key_shape
@@ -108,7 +108,6 @@ def _open_to_add(
     adding: str,
     *,
     key_alias: str | None = None,
-    removing: str | None = None,
 ) -> tuple[Keystore, str | None]:
     """An existing store that ``genkey`` or ``import`` adds to, and the key password
     to write it with.
@@ -121,9 +120,7 @@ def _open_to_add(
     front: they are listed, never decrypted, so the store cannot be written back;
     keytool can add to it. ``key_alias``: the key entry a given key password must open
     (a JKS key is decrypted once to check it, as keytool recovers it: a wrong one was
-    taken in silence, h240), when the store has it. ``removing``: the entry ``mtls
-    delete`` removes, which may be the one such entry (a private key without a
-    certificate, as the warning on reading it advises).
+    taken in silence, h240), when the store has it.
     """
     fmt = _sniff(path)
     # Before any key is decrypted: a JCEKS store's keys, each under its own password,
@@ -143,27 +140,14 @@ def _open_to_add(
         and store.is_key_entry(key_alias)
     ):
         load_keystore(path, password, key_password, key_alias=key_alias)
-    kept = [
-        alias for alias in store.secret_keys if removing is None or fold(alias) != fold(removing)
-    ]
-    if kept:
+    if store.secret_keys:
+        names = ", ".join(repr(alias) for alias in store.secret_keys)
         raise CLIError(
-            f"{path}: holds {_unwritable(store, kept)}, which mtls lists but never uses, "
-            f"so it cannot write this store back: use keytool {adding} on it, or keep the "
-            "certificates in a store of their own"
-            + (" (or remove them first: mtls delete --alias ALIAS)" if removing is None else "")
+            f"{path}: holds secret-key entries ({names}), which mtls lists but never "
+            f"decrypts, so it cannot write this store back: use keytool {adding} on it, "
+            "or keep the certificates in a store of their own"
         )
     return store, key_password
-
-
-def _unwritable(store: Keystore, aliases: list[str]) -> str:
-    """``aliases``, entries TLS cannot use, named with what they are."""
-
-    def what(alias: str) -> str:
-        certless = store.secret_keys[alias].startswith(CERTLESS_KIND)
-        return "a key without a certificate" if certless else "a secret key"
-
-    return f"entries TLS cannot use ({', '.join(f'{a!r}: {what(a)}' for a in aliases)})"
 
 
 def _write_back(
@@ -656,11 +640,9 @@ def cmd_delete(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
     own password, as keytool -delete leaves them)."""
     path = Path(args.keystore)
     password = store_password(args, path)
-    alias: str = args.alias
-    store, key_password = _open_to_add(
-        path, password, optional_key_password(args), out, "-delete", removing=alias
-    )
+    store, key_password = _open_to_add(path, password, optional_key_password(args), out, "-delete")
     kind = _existing_type(store, path, None)
+    alias: str = args.alias
     if alias not in store:
         raise CLIError(
             f"{path}: no entry with alias {alias!r}; aliases are: "
@@ -772,7 +754,7 @@ def _entries(store: Keystore, only: str | None) -> list[dict[str, Any]]:
         kind = store.entry_type(alias)  # KeyEntryError names the aliases there are
         name = next((a for a in store.aliases if fold(a) == fold(alias)), alias)
         entry: dict[str, Any] = {"alias": name, "kind": kind, "chain": []}
-        if name in store.secret_keys:  # a secret key, or a key without a certificate
+        if kind == "SecretKeyEntry":
             entry["note"] = store.secret_keys[name]
         else:
             entry["chain"] = [_der_info(der) for der in store._chain_der(alias)]
@@ -847,7 +829,7 @@ def cmd_list(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
                 out.line(f"  [{index}]")
                 indent = "      "
             certificate_lines(out, info, indent)
-        if args.rfc and "note" not in entry:  # a secret key, a key without one: none
+        if args.rfc and entry["kind"] != "SecretKeyEntry":  # a secret key has none
             for der in store._chain_der(entry["alias"]):
                 out.write(_x509.der_to_pem(der))
     _show_warnings(out, logs)
@@ -949,12 +931,12 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
     if to != "PEM" and not merge:
         check_new_password(out_password, str(target))
     if store.secret_keys:
-        # Never dropped in silence (a store of secret keys alone became an empty one; a
-        # key without a certificate, its private key with exit 0, h267).
+        # Never dropped in silence (a store of secret keys alone became an empty one).
+        names = ", ".join(repr(alias) for alias in store.secret_keys)
         raise CLIError(
-            f"{source}: {_unwritable(store, list(store.secret_keys))} cannot be converted "
-            "(mtls lists them but never uses them): pick the entries to keep with --alias, "
-            "delete them (mtls delete), or convert with keytool -importkeystore"
+            f"{source}: secret-key entries {names} cannot be converted (mtls lists them "
+            "but never decrypts them): pick the entries to keep with --alias, or convert "
+            "with keytool -importkeystore"
         )
     moved = len(store.aliases)
     # A new store is made as keytool -importkeystore makes one: protected by
@@ -1051,10 +1033,8 @@ def _merged_into(
         else load_keystore(target, password, args.out_key_password, destination=True)
     )
     if destination.secret_keys:
-        raise CLIError(
-            f"{target} holds {_unwritable(destination, list(destination.secret_keys))}, "
-            "which mtls cannot write back: merge with keytool -importkeystore"
-        )
+        raise CLIError(f"{target} holds secret-key entries, which mtls cannot write back: "
+                       "merge with keytool -importkeystore")  # fmt: skip
     taken = {fold(alias): alias for alias in destination.aliases}
     clashes = [alias for alias in source.aliases if fold(alias) in taken]
     if clashes and not args.overwrite_aliases:

@@ -533,42 +533,6 @@ def test_a_key_entry_without_a_chain_is_a_format_error_everywhere(ca, tmp_path, 
     assert Keystore.load(path, PASSWORD).key_aliases == ("k",)
 
 
-@pytest.mark.parametrize("magic", [JKS_MAGIC, JCEKS_MAGIC], ids=["jks", "jceks"])
-def test_a_key_entry_without_a_chain_beside_one_with_is_listed_and_left_out(
-    ca, tmp_path, magic, caplog
-):
-    """Java's key managers skip it and serve the other key; the whole store was refused
-    (h263). It is listed with the entries TLS cannot use (keytool's PrivateKeyEntry),
-    left out of every context with a warning naming it and the fix, and the store
-    cannot be written back with it (no key dropped in silence, h267); a store of it
-    alone is refused (above)."""
-    good, lone = ca.issue_cert("good"), ca.issue_cert("lone")
-    entries = [
-        key_entry(b"good", jks_protected(pkcs8_of(good), PASSWORD), [der(good)]),
-        key_entry(b"lone", jks_protected(pkcs8_of(lone), PASSWORD), []),
-    ]
-    path = tmp_path / "mixed.store"
-    path.write_bytes(container(entries, PASSWORD, magic=magic))
-    with caplog.at_level("WARNING", logger="mtls"):
-        store = Keystore.load(path, PASSWORD)
-    assert store.key_aliases == ("good",) and store.aliases == ("good", "lone")
-    assert store.secret_keys["lone"].startswith("private key without a certificate")
-    assert store.entry_type("lone") == "PrivateKeyEntry"
-    assert "key entry 'lone' has no certificate (its chain is empty)" in caplog.text
-    assert "mtls delete --alias lone" in caplog.text
-    with pytest.raises(KeyEntryError, match="'lone' is a private key without a certificate"):
-        store.certificate("lone")
-    ctx = mtls.client_context(keystore=store, verify=False)  # the other key serves
-    assert ctx is not None
-    with pytest.raises(KeyEntryError, match="'lone'"):
-        store.save(tmp_path / "copy.jks", PASSWORD, store_type="JKS")
-    store.remove("lone")
-    store.save(tmp_path / "copy.jks", PASSWORD, store_type="JKS")
-    assert Keystore.load(tmp_path / "copy.jks", PASSWORD).aliases == ("good",)
-    listed = Keystore.inspect(path, PASSWORD)  # a listing: the same entries
-    assert listed.aliases == ("good", "lone") and listed.entry_type("lone") == "PrivateKeyEntry"
-
-
 def test_one_chainless_store_never_stops_the_other_profiles(ca, tmp_path, backend):
     good, bad = tmp_path / "good.jks", tmp_path / "bad.jks"
     trust = tmp_path / "trust.jks"

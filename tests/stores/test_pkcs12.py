@@ -466,53 +466,6 @@ def test_an_entry_java_never_reads_leaves_out_none_of_javas(keytool: Path, tmp_p
             assert mtls.Truststore.load(path, JAVA_PW).certificate("ca") == other, case
 
 
-def test_a_key_without_a_certificate_beside_a_usable_one_is_listed_and_left_out(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, any_keytool: JDK
-) -> None:
-    """A store holding a key with its certificate and a key with none (keytool lists a
-    chain of length 0; Java's key managers skip it and use the other) was refused
-    whole by Keystore.load (h263), and a listing said nothing of it (h267). It is
-    listed as keytool lists it, left out with a warning naming it, kept from being
-    written back, and deleted by name; the twin, the lone key alone, is still refused."""
-
-    def shrouded(identity: IssuedIdentity) -> bytes:  # a pkcs8ShroudedKeyBag's value
-        return identity.private_key.private_bytes(
-            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(JAVA_PW.encode()),
-        )  # fmt: skip
-
-    ca = CA(name="lone keys")
-    good, lonely = ca.issue_cert("good"), ca.issue_cert("lonely")
-    lone_bag = _bag("2", shrouded(lonely), name="lonely", key_id=b"l")
-    both = tmp_path / "both.p12"
-    both.write_bytes(
-        _pfx([_data(_cert_bag(good.certificate, name="good", key_id=b"g"),
-                    _bag("2", shrouded(good), name="good", key_id=b"g"), lone_bag)], JAVA_PW)
-    )  # fmt: skip
-    # keytool (17 and 25): "lonely", PrivateKeyEntry, chain length 0; Java's key
-    # managers (SunX509, NewSunX509) offer "good" alone (checked by hand).
-    listed = keytool_list(any_keytool, both, JAVA_PW)
-    assert set(listed) == {"good", "lonely"} and listed["lonely"].chain_length == 0
-    with caplog.at_level("WARNING", logger="mtls"):
-        store = mtls.Keystore.load(both, JAVA_PW)
-    assert store.key_aliases == ("good",) and set(store.aliases) == {"good", "lonely"}
-    assert "key entry 'lonely' has no certificate (keytool lists a chain of length 0)" in (
-        caplog.text
-    )
-    listed = mtls.Keystore.inspect(both, JAVA_PW)  # no key decrypted: the same entries
-    assert set(listed.aliases) == {"good", "lonely"}
-    assert listed.entry_type("lonely") == "PrivateKeyEntry"
-    with pytest.raises(mtls.KeyEntryError, match="'lonely'"):
-        store.save(tmp_path / "copy.p12", JAVA_PW)
-    store.remove("lonely")
-    store.save(tmp_path / "copy.p12", JAVA_PW)
-    assert set(keytool_list(any_keytool, tmp_path / "copy.p12", JAVA_PW)) == {"good"}
-    alone = tmp_path / "alone.p12"
-    alone.write_bytes(_pfx([_data(lone_bag)], JAVA_PW))
-    with pytest.raises(mtls.KeystoreFormatError, match="key entry 'lonely' has no certificate"):
-        mtls.Keystore.load(alone, JAVA_PW)
-
-
 @pytest.mark.keytool
 def test_keytool_chain_and_trusted_entry(java: JavaStores) -> None:
     got = parse_pkcs12(java.keystore.read_bytes(), JAVA_PW)
