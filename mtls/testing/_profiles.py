@@ -12,6 +12,7 @@ from .._config import parse_server
 from .._errors import MTLSError
 from .._secret import Secret, reveal
 from .._writers import check_store_type
+from .._wso2 import XML_SPACE, has_placeholder
 from ._ca import CA, IssuedIdentity
 from ._rotation import replace_atomically
 from ._server import MTLSServer
@@ -149,16 +150,26 @@ def write_profiles_file(
         The absolute path of the XML file.
 
     Raises:
-        ValueError: an empty ``servers``, or an unknown store type.
+        ValueError: an empty ``servers``, an unknown store type, or a password a
+            profile file cannot hold as it is (one with a ``${...}``-style
+            placeholder, or spaces or line breaks around it).
         TypeError: ``servers``, ``identity`` or ``ca`` of another kind.
         OSError: a file cannot be written.
     """
     kind = _store_type(store_type)
     _check_kinds(identity, ca)
     servers_text = _servers_text(servers)
+    secret = reveal(password) or ""
+    if has_placeholder(secret) or secret != secret.strip(XML_SPACE):
+        # h275: written as given, the file named stores the reader could not open (a
+        # "${...}" resolved to something else, spaces trimmed): refused here instead.
+        raise ValueError(
+            "password cannot be written into a profile file as it is: a profile file "
+            "reads ${...}, $env{...}, $sys{...} and $secret{...} as placeholders, and "
+            "trims spaces and line breaks around a password; choose another password"
+        )
     folder = Path(directory).absolute()
     folder.mkdir(parents=True, exist_ok=True)
-    secret = reveal(password) or ""
     root = ET.Element("parameter", {"name": "customSSLProfiles"})
     profile = ET.SubElement(root, "profile")
     ET.SubElement(profile, "servers").text = servers_text

@@ -547,3 +547,28 @@ def test_the_rotation_helpers_refuse_what_they_cannot_write_before_touching_a_fi
     precious.chmod(0o640)  # an existing file keeps its mode, as cp's in-place write
     write_in_two_halves(precious, b"again", pause=lambda: None)
     assert stat.S_IMODE(precious.stat().st_mode) == 0o640
+
+
+@pytest.mark.parametrize("password", ["p@${ss}", "$secret{alias}", "$env{HOME}", " spaced "])
+def test_write_profiles_file_refuses_a_password_the_reader_would_change(tmp_path, password):
+    """Written as given, the file named stores its own reader could not open: a
+    placeholder resolved to something else, spaces trimmed (h275: "wrong store
+    password" for a file the helper had just written). Refused, before any file."""
+    ca = CA()
+    with pytest.raises(ValueError, match="choose another password") as refused:
+        write_profiles_file(tmp_path / "p", "h:1", identity=ca.issue_cert("c"), ca=ca,
+                            password=password)  # fmt: skip
+    assert password.strip() not in str(refused.value)
+    assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize(
+    "password", ["a<b&c>\"'", "x]]>y", "ünï", "tab\tinside", "$ 1{x", "nbsp\u00a0"]
+)
+def test_write_profiles_file_writes_what_its_reader_opens(tmp_path, password):
+    """The twin: any other password is written so that the file loads as written."""
+    ca = CA()
+    path = write_profiles_file(tmp_path / "p", "h:1", identity=ca.issue_cert("c"), ca=ca,
+                               password=password)  # fmt: skip
+    with mtls.SSLProfileSet.from_xml(path, reload_interval=None) as profiles:
+        assert profiles.context_for("h", 1) is not None
