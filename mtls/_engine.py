@@ -315,6 +315,7 @@ class Engine(Generic[S]):
         #: return (a hung network mount), which status() says.
         self.checking_since: float | None = None
         self._stall_logged: float | None = None  # the stalled check last logged
+        self._stall_where = ""  # where status() said it (the resolved: line says it too)
         self._stall_lock = threading.Lock()
         renew_attributes_after_fork(self, "_stall_lock")
         if on_publish is not None:
@@ -513,7 +514,7 @@ class Engine(Generic[S]):
             except Exception:
                 return False
             finally:
-                self.checking_since = None
+                self._check_ended()
 
     def _full(self, in_thread: bool, force: bool, deadline: float) -> bool:
         """A check that reads what moved: whether it applied a change. Raises what
@@ -630,8 +631,27 @@ class Engine(Generic[S]):
                     # Queued under the lock: queue order is generation order.
                     self._subscribers.queue(old.generation, new.generation)
             finally:
-                self.checking_since = None
+                self._check_ended()
         return outcome.changed, escaped, functools.partial(_settle, new, outer)
+
+    def _check_ended(self) -> None:
+        """The check in progress is over; one that status() said had stalled is said to
+        have returned (h276: the stall's warning had no ``resolved:`` line, as every
+        other failure has), through the relay, as the stall was said."""
+        since, self.checking_since = self.checking_since, None
+        with self._stall_lock:
+            said = since is not None and since == self._stall_logged
+        if not said or since is None:
+            return
+        records: list[logging.LogRecord] = []
+        with held(records):
+            log.warning(
+                "%s: resolved: the check that had stalled returned after %.0f s; files "
+                "are rotated again",
+                self._stall_where,
+                time.monotonic() - since,
+            )
+        self._relay.submit(records)
 
     def stalled_for(self) -> float | None:
         """Seconds the check in progress has run, when that is past :data:`STALLED_AFTER`
@@ -670,6 +690,7 @@ class Engine(Generic[S]):
         with self._stall_lock:
             first = since is not None and since != self._stall_logged
             self._stall_logged = since
+            self._stall_where = where
         if first:
             # Said once per stalled check, when the first status() (or metrics scrape)
             # finds it (the check's own thread is the one that waits), through the

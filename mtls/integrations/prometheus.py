@@ -15,6 +15,7 @@ builds a context. The metric families (see docs/health.md#metrics):
 name                                            type     labels
 ==============================================  =======  ==========================================
 ``mtls_certificate_expiry_timestamp_seconds``   gauge    set, store, role, alias, subject, serial
+``mtls_crl_next_update_timestamp_seconds``      gauge    set, store
 ``mtls_profile_healthy``                        gauge    set, profile, client_id
 ``mtls_profiles``                               gauge    set, state
 ``mtls_reloads_total``                          counter  set, outcome

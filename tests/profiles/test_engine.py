@@ -630,6 +630,52 @@ def test_a_quiet_check_whose_stat_does_not_return_is_a_stalled_check(tmp_path, m
     engine.close()
 
 
+def test_a_stalled_check_that_returns_is_said_to_have_returned(tmp_path, monkeypatch, caplog):
+    """status() says a stalled check once ("no file is rotated until it does"); its end
+    was never said, where every other failure has its resolved: line (h276). The twin:
+    a check that was never said to stall says nothing when it ends."""
+    from mtls import _engine
+
+    monkeypatch.setattr(_engine, "STALLED_AFTER", 0.05)
+    path = tmp_path / "material.bin"
+    path.write_bytes(b"one")
+    engine = Engine(FilePlan(path), settle_delay=0, interval=None, name="test-stall-resolved")
+    entered, release = threading.Event(), threading.Event()
+    real_stat = os.stat
+    main = threading.current_thread()
+
+    def hung(name: object, *args: object, **kwargs: object) -> os.stat_result:
+        if name == str(path) and threading.current_thread() is not main:
+            entered.set()
+            release.wait(30)
+        return real_stat(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "stat", hung)
+    with caplog.at_level("WARNING", logger="mtls"):
+        checking = threading.Thread(target=engine.check)
+        checking.start()
+        try:
+            assert entered.wait(30)
+            assert wait_for(lambda: engine.stall_error("the set")) is not None
+        finally:
+            release.set()
+            checking.join(30)
+        said = wait_for(lambda: "resolved: the check that had stalled" in caplog.text)
+        assert said, caplog.text
+        assert "the set: resolved: the check that had stalled returned after" in caplog.text
+        # The twin: a stall nobody was told of ends in silence.
+        caplog.clear()
+        entered.clear()
+        release.clear()
+        checking = threading.Thread(target=engine.check)
+        checking.start()
+        assert entered.wait(30)
+        release.set()
+        checking.join(30)
+        engine.close()
+    assert "resolved" not in caplog.text
+
+
 def test_a_loaded_entry_is_what_the_constructor_makes() -> None:
     """``Built.loaded`` sets the slots directly (a check makes one per profile): it must
     make what ``Built(profile, served)`` makes, field for field (a new field fails here),
