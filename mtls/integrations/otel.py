@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 
 from .._fork import renew_attributes_after_fork
 from .._log import log
-from .._metrics import Metric, metrics
+from .._metrics import Labels, Metric, metrics
 from .._profiles import SSLProfileSet
 from . import _missing_extra
 
@@ -55,11 +55,21 @@ _NAMES = {
 }
 
 
+#: Counter values by metric and attributes: what a set reported, carried to the set
+#: that replaces it under its name.
+Totals = dict[str, dict[Labels, float]]
+
+
 class _Reader:
     """One ``metrics()`` list per collection and set, shared by the instruments'
-    callbacks. The set is held weakly: one that is garbage-collected reports nothing."""
+    callbacks. The set is held weakly: one that is garbage-collected reports nothing.
 
-    def __init__(self, profiles: SSLProfileSet, name: str) -> None:
+    ``carried``: the counters of the sets this one replaced under its name, added to
+    its own: a cumulative counter whose set was replaced (closed, a new one under the
+    same name, as the docs advise) fell back to the new set's counts with the same
+    start time, a decrease OpenTelemetry's exporters read as a negative delta (h276)."""
+
+    def __init__(self, profiles: SSLProfileSet, name: str, carried: Totals | None = None) -> None:
         self.profiles = weakref.ref(profiles)
         self._name = name
         self._lock = threading.Lock()
@@ -67,6 +77,16 @@ class _Reader:
         renew_attributes_after_fork(self, "_lock")
         self._at = -1e9
         self._metrics: dict[str, Metric] = {}
+        self.carried: Totals = carried or {}
+        self._reported: Totals = {}  # the counters as last reported (carried included)
+
+    def totals(self) -> Totals:
+        """The counters as last reported, for the set that replaces this one."""
+        with self._lock:
+            merged = {metric: dict(values) for metric, values in self.carried.items()}
+            for metric, values in self._reported.items():
+                merged.setdefault(metric, {}).update(values)
+            return merged
 
     def observe(self, metric: str) -> list[Observation]:
         profiles = self.profiles()
@@ -79,6 +99,13 @@ class _Reader:
                 self._metrics = {m.name: m for m in found}
                 self._at = now
             current = self._metrics[metric]
+            if current.kind == "counter":
+                base = self.carried.get(metric, {})
+                counts = {**base}
+                for labels, value in current.samples:
+                    counts[labels] = value + base.get(labels, 0.0)
+                self._reported[metric] = counts
+                return [Observation(value, dict(labels)) for labels, value in counts.items()]
         if metric == _EXPIRY:
             return _stable_expiry(current)
         return [Observation(value, dict(labels)) for labels, value in current.samples]
@@ -137,6 +164,7 @@ class _Instruments:
         self._lock = threading.Lock()
         renew_attributes_after_fork(self, "_lock")
         self._readers: dict[str, _Reader] = {}
+        self._carried: dict[str, Totals] = {}  # by name: the counters of sets gone
         self._crowded: set[str] = set()  # instruments said to report past SDK_SERIES
         for metric in definitions:
             otel_name, unit = _NAMES[metric.name]
@@ -183,6 +211,10 @@ class _Instruments:
             if found is None or found.closed or found is profiles:
                 del self._readers[name]
                 had = had or (profiles is not None and found is profiles)
+                # A set gone or closed is replaced: its counts go on under its name. One
+                # taken off alive may come back, counting on from its own totals.
+                gone = found is None or found.closed
+                self._carried[name] = reader.totals() if gone else reader.carried
         return had
 
     def add(self, profiles: SSLProfileSet, name: str) -> None:
@@ -195,7 +227,7 @@ class _Instruments:
                     "another name (instrument(profiles, name=...)), or close the other"
                 )
             self._drop(profiles)  # under another name before: one set, one name
-            self._readers[name] = _Reader(profiles, name)
+            self._readers[name] = _Reader(profiles, name, self._carried.get(name))
 
     def remove(self, profiles: SSLProfileSet) -> bool:
         with self._lock:

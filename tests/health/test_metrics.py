@@ -410,6 +410,60 @@ def test_opentelemetry_reports_every_set_and_stops_when_told_or_dropped(tmp_path
     provider.shutdown()
 
 
+def _otel_reloads(reader: object) -> dict[str, tuple[float, int]]:
+    """``mtls.reloads`` by outcome: (value, start time) of each point a collection has."""
+    data = reader.get_metrics_data()  # type: ignore[attr-defined]
+    if data is None:
+        return {}
+    return {
+        str((point.attributes or {})["outcome"]): (point.value, point.start_time_unix_nano)
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+        if metric.name == "mtls.reloads"
+        for point in metric.data.data_points
+    }
+
+
+def test_an_opentelemetry_counter_goes_on_under_the_name_of_the_set_it_replaces(
+    tmp_path: Path,
+) -> None:
+    """A set closed and replaced under its name (as the docs advise) made every counter
+    fall to the new set's counts with the same start time: a decrease exporters read as
+    a negative delta (h276). The counts go on from the old set's; the twin: a set taken
+    off alive and put back counts on from its own totals, not twice."""
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from mtls.integrations.otel import instrument, uninstrument
+
+    ca = CA()
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    old = mtls.SSLProfileSet([profile_for(tmp_path, issue(ca, left=9 * DAY), ca)])
+    instrument(old, meter_provider=provider, name="gw")
+    for _ in range(5):
+        old.reload()
+    before = _otel_reloads(reader)
+    assert before["unchanged"][0] >= 5
+    old.close()
+    _otel_reloads(reader)  # the collection that finds it closed
+    new = mtls.SSLProfileSet([profile_for(tmp_path, issue(ca, left=9 * DAY), ca)])
+    instrument(new, meter_provider=provider, name="gw")
+    new.reload()
+    after = _otel_reloads(reader)
+    assert after["unchanged"][0] == before["unchanged"][0] + 1
+    assert after["unchanged"][1] == before["unchanged"][1]  # one series, never lower
+    # The twin: taken off alive and put back, a set is not counted twice.
+    assert uninstrument(new, meter_provider=provider) is True
+    instrument(new, meter_provider=provider, name="gw")
+    again = _otel_reloads(reader)
+    assert again["unchanged"][0] == after["unchanged"][0]
+    new.close()
+    provider.shutdown()
+
+
 _GLOBAL_PROVIDER_SCRIPT = """
 import sys
 from opentelemetry import metrics
