@@ -641,8 +641,8 @@ class Engine(Generic[S]):
         since, self.checking_since = self.checking_since, None
         with self._stall_lock:
             said = since is not None and since == self._stall_logged
-        if not said or since is None:
-            return
+        if not said or since is None or self._stop.is_set():
+            return  # closed meanwhile: nothing is rotated any more (h277)
         records: list[logging.LogRecord] = []
         with held(records):
             log.warning(
@@ -688,6 +688,9 @@ class Engine(Generic[S]):
             "and the contexts in service stay"
         )
         with self._stall_lock:
+            if self.checking_since != since:
+                # The check returned meanwhile: said now, its end would never be (h277).
+                return None
             first = since is not None and since != self._stall_logged
             self._stall_logged = since
             self._stall_where = where

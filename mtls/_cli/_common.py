@@ -215,6 +215,7 @@ def remember_argv_secrets(argv: Sequence[str]) -> None:
     "ambiguous option: ..."), so the values are known before it runs: the word after
     a password option (or an abbreviation of one), or the value glued to it.
     """
+    _PROMPTED.clear()  # one command's prompts (main() may run again in one process)
     for name in _PASSWORD_ENVS:
         remember_secret(os.environ.get(name))
     for index, word in enumerate(argv):

@@ -394,14 +394,15 @@ def _inspected(path: Path, fmt: str, password: str | None, out: Output) -> Keyst
 
 def cmd_export(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
     """``mtls export``: an entry's certificate, DER by default, PEM with ``--rfc``."""
+    if not args.file and not args.rfc and is_terminal(out.stdout):
+        # keytool writes it; a certificate's bytes reach the terminal raw then (h272).
+        # Said before a password is asked for (h277).
+        raise UsageError("the certificate is DER: pass --rfc for PEM on a terminal, or --file")
     path = Path(args.keystore)
     fmt = _sniff(path)
     password = opening_password(args, path, fmt)
     # Every entry's certificate, and no key password needed, as keytool -exportcert
     # needs none (a secret-key entry is said to hold no certificate).
-    if not args.file and not args.rfc and is_terminal(out.stdout):
-        # keytool writes it; a certificate's bytes reach the terminal raw then (h272).
-        raise UsageError("the certificate is DER: pass --rfc for PEM on a terminal, or --file")
     store = _inspected(path, fmt, password, out)
     try:
         data = store.export_certificate(args.alias, "PEM" if args.rfc else "DER")

@@ -79,20 +79,26 @@ class _Reader:
         self._metrics: dict[str, Metric] = {}
         self.carried: Totals = carried or {}
         self._reported: Totals = {}  # the counters as last reported (carried included)
+        self._retired = False
 
-    def totals(self) -> Totals:
-        """The counters as last reported, for the set that replaces this one."""
+    def retire(self) -> tuple[Totals, Totals]:
+        """Report nothing more (a collection under way when the set is dropped added
+        counts after they were carried on, h277); the counters as last reported, and
+        the set's own part of them (without :attr:`carried`)."""
         with self._lock:
-            merged = {metric: dict(values) for metric, values in self.carried.items()}
+            self._retired = True
+            totals = {metric: dict(values) for metric, values in self.carried.items()}
             for metric, values in self._reported.items():
-                merged.setdefault(metric, {}).update(values)
-            return merged
+                totals.setdefault(metric, {}).update(values)
+        return totals, _minus(totals, self.carried)
 
     def observe(self, metric: str) -> list[Observation]:
         profiles = self.profiles()
         if profiles is None:
             return []
         with self._lock:
+            if self._retired:
+                return []
             now = time.monotonic()
             if now - self._at > STATUS_TTL:
                 found = metrics(profiles.status(), self._name)
@@ -109,6 +115,22 @@ class _Reader:
         if metric == _EXPIRY:
             return _stable_expiry(current)
         return [Observation(value, dict(labels)) for labels, value in current.samples]
+
+
+def _minus(totals: Totals, part: Totals) -> Totals:
+    """``totals`` less ``part``, per metric and attributes."""
+    return {
+        metric: {
+            labels: value - part.get(metric, {}).get(labels, 0.0)
+            for labels, value in values.items()
+        }
+        for metric, values in totals.items()
+    }
+
+
+#: Names whose counters are kept for a set that may replace theirs (the oldest
+#: forgotten past it: a program naming a set anew each time grew it for good, h277).
+CARRIED_NAMES = 1024
 
 
 _EXPIRY = "mtls_certificate_expiry_timestamp_seconds"
@@ -164,7 +186,12 @@ class _Instruments:
         self._lock = threading.Lock()
         renew_attributes_after_fork(self, "_lock")
         self._readers: dict[str, _Reader] = {}
-        self._carried: dict[str, Totals] = {}  # by name: the counters of sets gone
+        self._carried: dict[str, Totals] = {}  # by name: the counters last reported
+        # A set taken off alive (uninstrument, a new name): where, and its own counts,
+        # taken back off what its name carries if it comes back there.
+        self._left: weakref.WeakKeyDictionary[SSLProfileSet, tuple[str, Totals]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._crowded: set[str] = set()  # instruments said to report past SDK_SERIES
         for metric in definitions:
             otel_name, unit = _NAMES[metric.name]
@@ -211,10 +238,15 @@ class _Instruments:
             if found is None or found.closed or found is profiles:
                 del self._readers[name]
                 had = had or (profiles is not None and found is profiles)
-                # A set gone or closed is replaced: its counts go on under its name. One
-                # taken off alive may come back, counting on from its own totals.
-                gone = found is None or found.closed
-                self._carried[name] = reader.totals() if gone else reader.carried
+                # Whatever reports under this name next goes on from these counts (a
+                # set closed and replaced, or one taken off before it was: h276, h277).
+                totals, own = reader.retire()
+                self._carried.pop(name, None)
+                self._carried[name] = totals
+                if len(self._carried) > CARRIED_NAMES:
+                    del self._carried[next(iter(self._carried))]
+                if found is not None and not found.closed:
+                    self._left[found] = (name, own)  # it may come back: not counted twice
         return had
 
     def add(self, profiles: SSLProfileSet, name: str) -> None:
@@ -227,7 +259,11 @@ class _Instruments:
                     "another name (instrument(profiles, name=...)), or close the other"
                 )
             self._drop(profiles)  # under another name before: one set, one name
-            self._readers[name] = _Reader(profiles, name, self._carried.get(name))
+            carried = self._carried.get(name, {})
+            left = self._left.pop(profiles, None)
+            if left is not None and left[0] == name:
+                carried = _minus(carried, left[1])  # its own counts come with it again
+            self._readers[name] = _Reader(profiles, name, carried)
 
     def remove(self, profiles: SSLProfileSet) -> bool:
         with self._lock:

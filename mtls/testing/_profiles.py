@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from pathlib import Path
@@ -104,6 +105,20 @@ def _store_element(
         ET.SubElement(store, "KeyPassword").text = password
 
 
+#: What XML 1.0 cannot hold (its Char production) and a carriage return, which every
+#: XML parser reads as a line feed.
+_NOT_XML = re.compile("[^\t\n\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]|\r")
+
+
+def _survives_xml(password: str) -> bool:
+    """Whether a profile file's reader gets ``password`` back as written."""
+    return not (
+        has_placeholder(password)
+        or password != password.strip(XML_SPACE)
+        or _NOT_XML.search(password)
+    )
+
+
 def write_profiles_file(
     directory: str | os.PathLike[str],
     servers: MTLSServer | str | Iterable[str],
@@ -160,13 +175,16 @@ def write_profiles_file(
     _check_kinds(identity, ca)
     servers_text = _servers_text(servers)
     secret = reveal(password) or ""
-    if has_placeholder(secret) or secret != secret.strip(XML_SPACE):
-        # h275: written as given, the file named stores the reader could not open (a
-        # "${...}" resolved to something else, spaces trimmed): refused here instead.
+    if (identity is not None or ca is not None) and not _survives_xml(secret):
+        # h275, h277: written as given, the file named stores the reader could not open
+        # (a "${...}" resolved to something else, spaces trimmed, a CR read as LF, a
+        # character XML cannot hold): refused here instead.
         raise ValueError(
             "password cannot be written into a profile file as it is: a profile file "
-            "reads ${...}, $env{...}, $sys{...} and $secret{...} as placeholders, and "
-            "trims spaces and line breaks around a password; choose another password"
+            "reads ${...}, $env{...}, $sys{...}, $ref{...} and $secret{...} as "
+            "placeholders, trims spaces and line breaks around a password, reads a "
+            "carriage return as a line feed, and cannot hold control characters; "
+            "choose another password"
         )
     folder = Path(directory).absolute()
     folder.mkdir(parents=True, exist_ok=True)

@@ -672,7 +672,16 @@ def test_a_stalled_check_that_returns_is_said_to_have_returned(tmp_path, monkeyp
         assert entered.wait(30)
         release.set()
         checking.join(30)
+        # Nor does a stall the set was closed during: nothing is rotated any more (h277).
+        entered.clear()
+        release.clear()
+        checking = threading.Thread(target=engine.check)
+        checking.start()
+        assert entered.wait(30)
+        assert wait_for(lambda: engine.stall_error("the set")) is not None
         engine.close()
+        release.set()
+        checking.join(30)
     assert "resolved" not in caplog.text
 
 

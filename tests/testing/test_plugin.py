@@ -549,7 +549,11 @@ def test_the_rotation_helpers_refuse_what_they_cannot_write_before_touching_a_fi
     assert stat.S_IMODE(precious.stat().st_mode) == 0o640
 
 
-@pytest.mark.parametrize("password", ["p@${ss}", "$secret{alias}", "$env{HOME}", " spaced "])
+@pytest.mark.parametrize(
+    "password",
+    ["p@${ss}", "$secret{alias}", "$env{HOME}", "$ref{x}", " spaced ", "cr\rinside", "nul\x00",
+     "vt\x0b", "\ufffe"],
+)  # fmt: skip
 def test_write_profiles_file_refuses_a_password_the_reader_would_change(tmp_path, password):
     """Written as given, the file named stores its own reader could not open: a
     placeholder resolved to something else, spaces trimmed (h275: "wrong store
@@ -560,6 +564,8 @@ def test_write_profiles_file_refuses_a_password_the_reader_would_change(tmp_path
                             password=password)  # fmt: skip
     assert password.strip() not in str(refused.value)
     assert not (tmp_path / "p").exists()
+    # No store, no password written: nothing to refuse.
+    assert write_profiles_file(tmp_path / "n", "h:1", identity=None, ca=None, password=password)
 
 
 @pytest.mark.parametrize(
