@@ -51,7 +51,7 @@ from ._diagnosis import (
     setup_is_gateways,
 )
 from ._logs import LogCollector
-from ._storeio import opening_password
+from ._storeio import _sniff, one_password, opening_password
 
 # --------------------------------------------------------------------------- setup
 
@@ -195,15 +195,15 @@ def setup_from_profiles(profiles: SSLProfileSet, target: Target, client_id: str 
     return setup
 
 
-def setup_from_options(args: argparse.Namespace, target: Target) -> Setup:
+def setup_from_options(args: argparse.Namespace, target: Target, out: Output) -> Setup:
     """A context from ``--keystore``/``--truststore`` (either may be left out)."""
     keystore = truststore = None
     password = None
     if args.keystore:
-        password = opening_password(args, Path(args.keystore))
-        keystore = load_keystore(
-            args.keystore, password, optional_key_password(args), purpose="client"
-        )
+        fmt = _sniff(Path(args.keystore))
+        password = opening_password(args, Path(args.keystore), fmt)
+        key_password = one_password(fmt, password, optional_key_password(args), out)
+        keystore = load_keystore(args.keystore, password, key_password, purpose="client")
     if args.truststore:
         trust_password = truststore_password(args, password)
         truststore = load_truststore(args.truststore, trust_password, truststore=True)
@@ -611,7 +611,7 @@ def cmd_probe(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
             setup = setup_from_profiles(profiles, target, args.client_id)
             about_us = _about_probed_profile(profiles.status().to_dict(), setup, target)
     else:
-        setup = setup_from_options(args, target)
+        setup = setup_from_options(args, target, out)
     report = run_probe(target, setup, timeout=args.timeout)
     if args.require_client_auth and report.failure is None:
         report.failure = (

@@ -23,7 +23,7 @@ from ._common import (
     truststore_password,
 )
 from ._logs import LogCollector
-from ._storeio import opening_password
+from ._storeio import _sniff, one_password, opening_password
 
 
 def _describe(record: HandshakeRecord) -> str:
@@ -55,14 +55,16 @@ def cmd_serve(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
     from .._server import RotatingServerContext  # noqa: PLC0415 - not for --help
 
     out.stop_when_unread = True  # serve | head -3 ends with its reader, quietly, exit 1
-    password = opening_password(args, Path(args.keystore))
+    fmt = _sniff(Path(args.keystore))
+    password = opening_password(args, Path(args.keystore), fmt)
+    key_password = one_password(fmt, password, optional_key_password(args), out)
     interval = args.reload_interval if args.reload_interval > 0 else None
     try:
         rotating = RotatingServerContext(
             args.keystore,
             args.truststore,
             password=password,
-            key_password=optional_key_password(args),
+            key_password=key_password,
             truststore_password=truststore_password(args, password),
             alias=args.alias,
             require_client_cert=not args.no_client_cert,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -521,6 +522,15 @@ def test_a_pkcs12_key_password_is_ignored_by_every_command_as_keytool_ignores_it
     run = mtls_run("convert", "--keystore", path, "--alias", "leaf", *wrong, "--to", "PEM",
                    "--out", pem, "--out-password", "")  # fmt: skip
     assert run.code == 0 and "the key password is ignored" in run.stderr, run.stderr
+    # probe reads the keystore the same way (h278): the port answers nothing, but the
+    # key opened (no "does not unlock key entry 'first'").
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    run = mtls_run("probe", f"https://127.0.0.1:{port}/", "--keystore", path, "--alias", "leaf",
+                   *wrong, "--timeout", "5")  # fmt: skip
+    assert "the key password is ignored" in run.stderr, run.stdout + run.stderr
+    assert "does not unlock" not in run.stdout + run.stderr
     # The twins: an alias the store does not hold is named as such, and a JKS key's own
     # password is still checked (each key has one there).
     run = mtls_run("certreq", "--keystore", path, "--alias", "nope", *wrong)
