@@ -561,9 +561,13 @@ def _wall(instant: _dt.datetime) -> _dt.datetime:
 
 
 def _local(wall: _dt.datetime) -> _dt.datetime:
-    """The instant a local clock time names; one that does not exist or happens twice
-    takes the later offset (``fold=1``), as Java's lenient calendar does."""
-    return wall.replace(fold=1).astimezone()
+    """The instant a local clock time names; one that does not exist (the hour a
+    clock skips) or happens twice is the later of its two readings, as Java's lenient
+    calendar takes it. Both readings are asked for: what ``fold=1`` means in a gap
+    changed in Python 3.12 (PEP 495, gh-83861: the earlier instant since, the later
+    before), and ``-startdate`` in the skipped hour came out an hour before keytool's
+    on 3.12 and 3.13 (h279)."""
+    return max(wall.replace(fold=0).astimezone(), wall.replace(fold=1).astimezone())
 
 
 def _calendar_add(wall: _dt.datetime, unit: str, number: int) -> _dt.datetime:
