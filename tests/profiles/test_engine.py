@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Hashable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -596,17 +597,21 @@ def test_an_unexpected_error_in_a_quiet_check_is_kept_as_the_full_check_keeps_it
     engine.close()
 
 
-def test_a_quiet_check_whose_stat_does_not_return_is_a_stalled_check(tmp_path, monkeypatch):
-    """A stat on a hung network mount holds the quiet check too: it is a check in
-    progress (stalled_for() says so past STALLED_AFTER), and none once it returns."""
+def _stalling_engine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> tuple[Engine[Any], threading.Event, threading.Event]:
+    """An engine on one file whose stat, outside the main thread, hangs (a hung network
+    mount) until ``release`` is set (``entered`` says it is hanging); STALLED_AFTER made
+    0.05 s."""
     from mtls import _engine
 
     monkeypatch.setattr(_engine, "STALLED_AFTER", 0.05)
     path = tmp_path / "material.bin"
     path.write_bytes(b"one")
-    engine = Engine(FilePlan(path), settle_delay=0, interval=None, name="test-quiet-stall")
+    engine: Engine[Any] = Engine(FilePlan(path), settle_delay=0, interval=None, name=name)
     entered, release = threading.Event(), threading.Event()
     real_stat = os.stat
+    main = threading.current_thread()
 
     def hung(name: object, *args: object, **kwargs: object) -> os.stat_result:
         if name == str(path) and threading.current_thread() is not main:
@@ -614,8 +619,15 @@ def test_a_quiet_check_whose_stat_does_not_return_is_a_stalled_check(tmp_path, m
             release.wait(30)
         return real_stat(name, *args, **kwargs)  # type: ignore[arg-type]
 
-    main = threading.current_thread()
     monkeypatch.setattr(os, "stat", hung)
+    return engine, entered, release
+
+
+def test_a_quiet_check_whose_stat_does_not_return_is_a_stalled_check(tmp_path, monkeypatch):
+    """A stat on a hung network mount holds the quiet check too: it is a check in
+    progress (stalled_for() says so past STALLED_AFTER), and none once it returns."""
+
+    engine, entered, release = _stalling_engine(tmp_path, monkeypatch, "test-quiet-stall")
     answers: list[bool] = []
     checking = threading.Thread(target=lambda: answers.append(engine.check()))
     checking.start()
@@ -634,23 +646,8 @@ def test_a_stalled_check_that_returns_is_said_to_have_returned(tmp_path, monkeyp
     """status() says a stalled check once ("no file is rotated until it does"); its end
     was never said, where every other failure has its resolved: line (h276). The twin:
     a check that was never said to stall says nothing when it ends."""
-    from mtls import _engine
 
-    monkeypatch.setattr(_engine, "STALLED_AFTER", 0.05)
-    path = tmp_path / "material.bin"
-    path.write_bytes(b"one")
-    engine = Engine(FilePlan(path), settle_delay=0, interval=None, name="test-stall-resolved")
-    entered, release = threading.Event(), threading.Event()
-    real_stat = os.stat
-    main = threading.current_thread()
-
-    def hung(name: object, *args: object, **kwargs: object) -> os.stat_result:
-        if name == str(path) and threading.current_thread() is not main:
-            entered.set()
-            release.wait(30)
-        return real_stat(name, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(os, "stat", hung)
+    engine, entered, release = _stalling_engine(tmp_path, monkeypatch, "test-stall-resolved")
     with caplog.at_level("WARNING", logger="mtls"):
         checking = threading.Thread(target=engine.check)
         checking.start()
