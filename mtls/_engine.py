@@ -688,21 +688,23 @@ class Engine(Generic[S]):
             "and the contexts in service stay"
         )
         with self._stall_lock:
-            if self.checking_since != since:
-                # The check returned meanwhile: said now, its end would never be (h277).
+            if self.checking_since != since or self._stop.is_set():
+                # The check returned meanwhile, or the set closed: said now, its end
+                # would never be (h277, h280).
                 return None
             first = since is not None and since != self._stall_logged
             self._stall_logged = since
             self._stall_where = where
-        if first:
-            # Said once per stalled check, when the first status() (or metrics scrape)
-            # finds it (the check's own thread is the one that waits), through the
-            # relay: a log handler blocked on the same dead mount holds up neither
-            # status() nor a health endpoint.
-            records: list[logging.LogRecord] = []
-            with held(records):
-                log.warning("%s", error)
-            self._relay.submit(records)
+            if first:
+                # Said once per stalled check, when the first status() (or metrics
+                # scrape) finds it (the check's own thread is the one that waits),
+                # through the relay: a log handler blocked on the same dead mount holds
+                # up neither status() nor a health endpoint. Handed to the relay under
+                # the lock, so its resolved: line (_check_ended) comes after it (h280).
+                records: list[logging.LogRecord] = []
+                with held(records):
+                    log.warning("%s", error)
+                self._relay.submit(records)
         return error
 
     # ------------------------------------------------------------------ subscribers

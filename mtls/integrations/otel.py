@@ -55,21 +55,41 @@ _NAMES = {
 }
 
 
-#: Counter values by metric and attributes: what a set reported, carried to the set
-#: that replaces it under its name.
+#: Counter values by metric and attributes.
 Totals = dict[str, dict[Labels, float]]
+
+
+class _Series:
+    """The counters reported under one set name, whichever set reports them: a set
+    closed and replaced under its name (as the docs advise) made every counter fall to
+    the new set's counts under the same start time, a decrease OpenTelemetry's
+    exporters read as a negative delta (h276, h277, h280). A reader reports its set's
+    counts on top of a base: what the name had reported when it began, or, for the set
+    that reported there last coming back (instrumented again, put back after
+    uninstrument or a rename), the base it had. Only one reader reports under a name at
+    a time, and each begins after the one before it stopped, so nothing falls."""
+
+    __slots__ = ("base", "last", "owner")
+
+    def __init__(self) -> None:
+        self.last: Totals = {}  # the counters as last reported under the name
+        self.owner: weakref.ref[SSLProfileSet] | None = None  # the set that reported them
+        self.base: Totals = {}  # the base that set reported on
+
+    def begin(self, profiles: SSLProfileSet) -> Totals:
+        """The base for ``profiles``' reader, which reports under this name from now on."""
+        if self.owner is None or self.owner() is not profiles:
+            self.owner = weakref.ref(profiles)
+            self.base = {metric: dict(values) for metric, values in self.last.items()}
+        return self.base
 
 
 class _Reader:
     """One ``metrics()`` list per collection and set, shared by the instruments'
     callbacks. The set is held weakly: one that is garbage-collected reports nothing.
+    Its counters are reported on the base its name's :class:`_Series` gave it."""
 
-    ``carried``: the counters of the sets this one replaced under its name, added to
-    its own: a cumulative counter whose set was replaced (closed, a new one under the
-    same name, as the docs advise) fell back to the new set's counts with the same
-    start time, a decrease OpenTelemetry's exporters read as a negative delta (h276)."""
-
-    def __init__(self, profiles: SSLProfileSet, name: str, carried: Totals | None = None) -> None:
+    def __init__(self, profiles: SSLProfileSet, name: str, series: _Series | None = None) -> None:
         self.profiles = weakref.ref(profiles)
         self._name = name
         self._lock = threading.Lock()
@@ -77,20 +97,35 @@ class _Reader:
         renew_attributes_after_fork(self, "_lock")
         self._at = -1e9
         self._metrics: dict[str, Metric] = {}
-        self.carried: Totals = carried or {}
-        self._reported: Totals = {}  # the counters as last reported (carried included)
+        self._series = series if series is not None else _Series()
+        self._base = self._series.begin(profiles)
         self._retired = False
 
-    def retire(self) -> tuple[Totals, Totals]:
-        """Report nothing more (a collection under way when the set is dropped added
-        counts after they were carried on, h277); the counters as last reported, and
-        the set's own part of them (without :attr:`carried`)."""
+    def retire(self) -> None:
+        """Report nothing more (a collection under way when the set is dropped would
+        report after the next reader under its name began, h277), and leave the set's
+        counters as they are now to its name: what it counted since the last collection
+        went with it (h280)."""
         with self._lock:
             self._retired = True
-            totals = {metric: dict(values) for metric, values in self.carried.items()}
-            for metric, values in self._reported.items():
-                totals.setdefault(metric, {}).update(values)
-        return totals, _minus(totals, self.carried)
+            profiles = self.profiles()
+            if profiles is None:
+                return
+            try:
+                found = metrics(profiles.status(), self._name)
+            except Exception:  # never fails a collection or a drop; the last reported stay
+                return
+            for metric in found:
+                if metric.kind == "counter":
+                    self._series.last[metric.name] = self._counts(metric)
+
+    def _counts(self, metric: Metric) -> dict[Labels, float]:
+        """``metric``'s counters on this reader's base."""
+        base = self._base.get(metric.name, {})
+        counts = {**base}
+        for labels, value in metric.samples:
+            counts[labels] = value + base.get(labels, 0.0)
+        return counts
 
     def observe(self, metric: str) -> list[Observation]:
         profiles = self.profiles()
@@ -106,31 +141,16 @@ class _Reader:
                 self._at = now
             current = self._metrics[metric]
             if current.kind == "counter":
-                base = self.carried.get(metric, {})
-                counts = {**base}
-                for labels, value in current.samples:
-                    counts[labels] = value + base.get(labels, 0.0)
-                self._reported[metric] = counts
+                counts = self._series.last[metric] = self._counts(current)
                 return [Observation(value, dict(labels)) for labels, value in counts.items()]
         if metric == _EXPIRY:
             return _stable_expiry(current)
         return [Observation(value, dict(labels)) for labels, value in current.samples]
 
 
-def _minus(totals: Totals, part: Totals) -> Totals:
-    """``totals`` less ``part``, per metric and attributes."""
-    return {
-        metric: {
-            labels: value - part.get(metric, {}).get(labels, 0.0)
-            for labels, value in values.items()
-        }
-        for metric, values in totals.items()
-    }
-
-
 #: Names whose counters are kept for a set that may replace theirs (the oldest
 #: forgotten past it: a program naming a set anew each time grew it for good, h277).
-CARRIED_NAMES = 1024
+SERIES_NAMES = 1024
 
 
 _EXPIRY = "mtls_certificate_expiry_timestamp_seconds"
@@ -186,12 +206,7 @@ class _Instruments:
         self._lock = threading.Lock()
         renew_attributes_after_fork(self, "_lock")
         self._readers: dict[str, _Reader] = {}
-        self._carried: dict[str, Totals] = {}  # by name: the counters last reported
-        # A set taken off alive (uninstrument, a new name): where, and its own counts,
-        # taken back off what its name carries if it comes back there.
-        self._left: weakref.WeakKeyDictionary[SSLProfileSet, tuple[str, Totals]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._series: dict[str, _Series] = {}  # by name (see _Series)
         self._crowded: set[str] = set()  # instruments said to report past SDK_SERIES
         for metric in definitions:
             otel_name, unit = _NAMES[metric.name]
@@ -238,15 +253,7 @@ class _Instruments:
             if found is None or found.closed or found is profiles:
                 del self._readers[name]
                 had = had or (profiles is not None and found is profiles)
-                # Whatever reports under this name next goes on from these counts (a
-                # set closed and replaced, or one taken off before it was: h276, h277).
-                totals, own = reader.retire()
-                self._carried.pop(name, None)
-                self._carried[name] = totals
-                if len(self._carried) > CARRIED_NAMES:
-                    del self._carried[next(iter(self._carried))]
-                if found is not None and not found.closed:
-                    self._left[found] = (name, own)  # it may come back: not counted twice
+                reader.retire()
         return had
 
     def add(self, profiles: SSLProfileSet, name: str) -> None:
@@ -259,11 +266,11 @@ class _Instruments:
                     "another name (instrument(profiles, name=...)), or close the other"
                 )
             self._drop(profiles)  # under another name before: one set, one name
-            carried = self._carried.get(name, {})
-            left = self._left.pop(profiles, None)
-            if left is not None and left[0] == name:
-                carried = _minus(carried, left[1])  # its own counts come with it again
-            self._readers[name] = _Reader(profiles, name, carried)
+            series = self._series.pop(name, None) or _Series()
+            self._series[name] = series  # the most recent name last
+            if len(self._series) > SERIES_NAMES:
+                del self._series[next(iter(self._series))]
+            self._readers[name] = _Reader(profiles, name, series)
 
     def remove(self, profiles: SSLProfileSet) -> bool:
         with self._lock:

@@ -111,9 +111,10 @@ _NOT_XML = re.compile("[^\t\n\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]|\r")
 
 
 def _survives_xml(password: str) -> bool:
-    """Whether a profile file's reader gets ``password`` back as written."""
+    """Whether a profile file's reader gets ``password`` back as written. (A profile
+    file leaves ``$ref{...}`` as it is: only deployment.toml has references, h280.)"""
     return not (
-        has_placeholder(password)
+        has_placeholder(password.replace("$ref{", "$-{"))
         or password != password.strip(XML_SPACE)
         or _NOT_XML.search(password)
     )
@@ -181,10 +182,9 @@ def write_profiles_file(
         # character XML cannot hold): refused here instead.
         raise ValueError(
             "password cannot be written into a profile file as it is: a profile file "
-            "reads ${...}, $env{...}, $sys{...}, $ref{...} and $secret{...} as "
-            "placeholders, trims spaces and line breaks around a password, reads a "
-            "carriage return as a line feed, and cannot hold control characters; "
-            "choose another password"
+            "reads ${...}, $env{...}, $sys{...} and $secret{...} as placeholders, trims "
+            "spaces and line breaks around a password, reads a carriage return as a line "
+            "feed, and cannot hold some control characters; choose another password"
         )
     folder = Path(directory).absolute()
     folder.mkdir(parents=True, exist_ok=True)

@@ -460,14 +460,21 @@ def test_an_opentelemetry_counter_goes_on_under_the_name_of_the_set_it_replaces(
     instrument(new, meter_provider=provider, name="gw")
     again = _otel_reloads(reader)
     assert again["unchanged"][0] == after["unchanged"][0]
-    # Taken off before it is closed (h277: the teardown order that fell), or moved to
-    # another name, a set's counts still carry on under the name it left.
-    for leave in ("uninstrument", "rename"):
+    # Moved to another name and back, it is not counted twice either (h280).
+    instrument(new, meter_provider=provider, name="elsewhere")
+    instrument(new, meter_provider=provider, name="gw")
+    assert _otel_reloads(reader)["unchanged"][0] == after["unchanged"][0]
+    # Taken off before it is closed (h277: the teardown order that fell), moved to
+    # another name, or instrumented again and closed before any collection (h280), a
+    # set's counts still carry on under the name it left.
+    for leave in ("uninstrument", "rename", "again"):
         before = _otel_reloads(reader)["unchanged"][0]
         if leave == "uninstrument":
             uninstrument(new, meter_provider=provider)
-        else:
+        elif leave == "rename":
             instrument(new, meter_provider=provider, name=f"elsewhere-{id(new)}")
+        else:
+            instrument(new, meter_provider=provider, name="gw")
         new.close()
         new = mtls.SSLProfileSet([profile_for(tmp_path, issue(ca, left=9 * DAY), ca)])
         instrument(new, meter_provider=provider, name="gw")
