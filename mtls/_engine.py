@@ -316,6 +316,10 @@ class Engine(Generic[S]):
         self.checking_since: float | None = None
         self._stall_logged: float | None = None  # the stalled check last logged
         self._stall_where = ""  # where status() said it (the resolved: line says it too)
+        # The stalled check whose warning is handed to the relay, and the one that
+        # returned before it was, whose resolved: line the warning's sayer owes.
+        self._stall_announced: float | None = None
+        self._stall_owed: float | None = None
         self._stall_lock = threading.Lock()
         renew_attributes_after_fork(self, "_stall_lock")
         if on_publish is not None:
@@ -639,9 +643,20 @@ class Engine(Generic[S]):
         have returned (h276: the stall's warning had no ``resolved:`` line, as every
         other failure has), through the relay, as the stall was said."""
         since, self.checking_since = self.checking_since, None
+        if since is None:
+            return
         with self._stall_lock:
-            said = since is not None and since == self._stall_logged
-        if not said or since is None or self._stop.is_set():
+            said = since == self._stall_logged
+            if said and since != self._stall_announced:
+                # Its warning is still on its way to the relay: said after it (h280).
+                self._stall_owed = since
+                return
+        if said:
+            self._say_returned(since)
+
+    def _say_returned(self, since: float) -> None:
+        """The ``resolved:`` line of the stalled check that began at ``since``."""
+        if self._stop.is_set():
             return  # closed meanwhile: nothing is rotated any more (h277)
         records: list[logging.LogRecord] = []
         with held(records):
@@ -695,16 +710,22 @@ class Engine(Generic[S]):
             first = since is not None and since != self._stall_logged
             self._stall_logged = since
             self._stall_where = where
-            if first:
-                # Said once per stalled check, when the first status() (or metrics
-                # scrape) finds it (the check's own thread is the one that waits),
-                # through the relay: a log handler blocked on the same dead mount holds
-                # up neither status() nor a health endpoint. Handed to the relay under
-                # the lock, so its resolved: line (_check_ended) comes after it (h280).
-                records: list[logging.LogRecord] = []
-                with held(records):
-                    log.warning("%s", error)
-                self._relay.submit(records)
+        if first:
+            # Said once per stalled check, when the first status() (or metrics scrape)
+            # finds it (the check's own thread is the one that waits), through the
+            # relay, outside the lock: a log handler blocked on the same dead mount
+            # (or run here, where no relay thread can start) holds up neither status()
+            # nor the check (h281). Its resolved: line comes after it: owed to it when
+            # the check returned meanwhile (_check_ended).
+            records: list[logging.LogRecord] = []
+            with held(records):
+                log.warning("%s", error)
+            self._relay.submit(records)
+            with self._stall_lock:
+                self._stall_announced = since
+                owed = since is not None and self._stall_owed == since
+            if owed and since is not None:
+                self._say_returned(since)
         return error
 
     # ------------------------------------------------------------------ subscribers

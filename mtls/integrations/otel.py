@@ -269,7 +269,11 @@ class _Instruments:
             series = self._series.pop(name, None) or _Series()
             self._series[name] = series  # the most recent name last
             if len(self._series) > SERIES_NAMES:
-                del self._series[next(iter(self._series))]
+                # The oldest name no set reports under now (h281: a name in use since
+                # start-up was the first forgotten, and its counter fell at a replacement).
+                idle = next((n for n in self._series if n not in self._readers), None)
+                if idle is not None:
+                    del self._series[idle]
             self._readers[name] = _Reader(profiles, name, series)
 
     def remove(self, profiles: SSLProfileSet) -> bool:

@@ -410,8 +410,9 @@ def test_opentelemetry_reports_every_set_and_stops_when_told_or_dropped(tmp_path
     provider.shutdown()
 
 
-def _otel_reloads(reader: object) -> dict[str, tuple[float, int]]:
-    """``mtls.reloads`` by outcome: (value, start time) of each point a collection has."""
+def _otel_reloads(reader: object, name: str = "gw") -> dict[str, tuple[float, int]]:
+    """``mtls.reloads`` of set ``name`` by outcome: (value, start time) of each point a
+    collection has."""
     data = reader.get_metrics_data()  # type: ignore[attr-defined]
     if data is None:
         return {}
@@ -422,7 +423,21 @@ def _otel_reloads(reader: object) -> dict[str, tuple[float, int]]:
         for metric in sm.metrics
         if metric.name == "mtls.reloads"
         for point in metric.data.data_points
+        if (point.attributes or {})["set"] == name
     }
+
+
+def _set_counting_as_gw(
+    tmp_path: Path, ca: CA, provider: object, reloads: int
+) -> mtls.SSLProfileSet:
+    """A set instrumented as ``gw`` with ``provider``, reloaded ``reloads`` times."""
+    from mtls.integrations.otel import instrument
+
+    profiles = mtls.SSLProfileSet([profile_for(tmp_path, issue(ca, left=9 * DAY), ca)])
+    instrument(profiles, meter_provider=provider, name="gw")  # type: ignore[arg-type]
+    for _ in range(reloads):
+        profiles.reload()
+    return profiles
 
 
 def test_an_opentelemetry_counter_goes_on_under_the_name_of_the_set_it_replaces(
@@ -441,10 +456,7 @@ def test_an_opentelemetry_counter_goes_on_under_the_name_of_the_set_it_replaces(
     ca = CA()
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
-    old = mtls.SSLProfileSet([profile_for(tmp_path, issue(ca, left=9 * DAY), ca)])
-    instrument(old, meter_provider=provider, name="gw")
-    for _ in range(5):
-        old.reload()
+    old = _set_counting_as_gw(tmp_path, ca, provider, reloads=5)
     before = _otel_reloads(reader)
     assert before["unchanged"][0] >= 5
     old.close()
@@ -481,6 +493,41 @@ def test_an_opentelemetry_counter_goes_on_under_the_name_of_the_set_it_replaces(
         new.reload()
         assert _otel_reloads(reader)["unchanged"][0] == before + 1, leave
     new.close()
+    provider.shutdown()
+
+
+def test_a_name_in_use_keeps_its_counts_past_the_names_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past SERIES_NAMES names, the oldest was forgotten even while a set still reported
+    under it, and its counter fell when that set was replaced (h281). The oldest name
+    no set reports under goes instead; the twin: that one is forgotten."""
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from mtls.integrations import otel
+    from mtls.integrations.otel import instrument
+
+    monkeypatch.setattr(otel, "SERIES_NAMES", 3)
+    ca = CA()
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    kept = _set_counting_as_gw(tmp_path, ca, provider, reloads=4)
+    before = _otel_reloads(reader)["unchanged"][0]
+    roaming = mtls.SSLProfileSet([profile_for(tmp_path, issue(ca, left=9 * DAY), ca, name="r")])
+    for number in range(6):
+        instrument(roaming, meter_provider=provider, name=f"name-{number}")
+    instruments = otel._providers[provider]
+    assert "gw" in instruments._series and "name-0" not in instruments._series
+    kept.close()
+    _otel_reloads(reader)
+    replacement = mtls.SSLProfileSet([profile_for(tmp_path, issue(ca, left=9 * DAY), ca)])
+    instrument(replacement, meter_provider=provider, name="gw")
+    replacement.reload()
+    assert _otel_reloads(reader)["unchanged"][0] == before + 1
+    replacement.close()
+    roaming.close()
     provider.shutdown()
 
 

@@ -682,6 +682,56 @@ def test_a_stalled_check_that_returns_is_said_to_have_returned(tmp_path, monkeyp
     assert "resolved" not in caplog.text
 
 
+def test_a_stall_said_where_no_relay_thread_starts_holds_up_no_other_status(tmp_path, monkeypatch):
+    """Where no relay thread can start (the thread limit, interpreter shutdown), the
+    stall's warning is handled on the thread that found it: a handler blocked there
+    held the lock every other status() and the check's end wait on (h281). The twin
+    of the blocking: the warning is still said, and its resolved: line after it."""
+    engine, entered, release = _stalling_engine(tmp_path, monkeypatch, "test-stall-inline")
+    from mtls import _engine
+
+    monkeypatch.setattr(_engine, "start_unlocked", lambda thread: False)  # none starts
+    blocked, unblock = threading.Event(), threading.Event()
+    said: list[str] = []
+
+    class Stuck(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            said.append(record.getMessage())
+            if "the check in progress" in record.getMessage():
+                blocked.set()
+                unblock.wait(30)
+
+    handler = Stuck(logging.WARNING)
+    logging.getLogger("mtls").addHandler(handler)
+    try:
+        checking = threading.Thread(target=engine.check)
+        checking.start()
+        assert entered.wait(30)
+        wait_for(engine.stalled_for)
+        first = threading.Thread(target=lambda: engine.stall_error("the set"))
+        first.start()
+        assert blocked.wait(30)  # the first status() is in the blocked handler
+        answered: list[object] = []
+        other = threading.Thread(target=lambda: answered.append(engine.stall_error("the set")))
+        other.start()
+        other.join(5)
+        assert answered, "another status() waited on the blocked handler"
+        release.set()
+        checking.join(5)
+        assert not checking.is_alive(), "the check's end waited on the blocked handler"
+        unblock.set()
+        first.join(30)
+        wait_for(lambda: any("resolved: the check that had stalled" in m for m in said))
+        warning = next(i for i, m in enumerate(said) if "the check in progress" in m)
+        resolved = next(i for i, m in enumerate(said) if "resolved: the check" in m)
+        assert warning < resolved
+    finally:
+        unblock.set()
+        release.set()
+        logging.getLogger("mtls").removeHandler(handler)
+        engine.close()
+
+
 def test_a_loaded_entry_is_what_the_constructor_makes() -> None:
     """``Built.loaded`` sets the slots directly (a check makes one per profile): it must
     make what ``Built(profile, served)`` makes, field for field (a new field fails here),
