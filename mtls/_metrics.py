@@ -12,15 +12,17 @@ Names follow Prometheus conventions: base units (seconds), timestamps as Unix ti
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
 from ._errors import shown_text
+from ._log import log
 from ._status import ProfileSetStatus, ProfileStatus
 from ._types import hex_serial
 
-__all__ = ["Metric", "metrics"]
+__all__ = ["Metric", "metrics", "set_metrics"]
 
 Labels = tuple[tuple[str, str], ...]
 
@@ -217,3 +219,37 @@ def _revocation(status: ProfileSetStatus) -> list[tuple[str, int]]:
         for result in _REVOCATION_RESULTS:
             counts.setdefault(result, 0)
     return sorted(counts.items())
+
+
+#: Set names whose ``status()`` failed at a collection, said once until it works again.
+_FAILING: set[str] = set()
+_FAILING_LOCK = threading.Lock()
+_FAILING_AT_MOST = 1024
+
+
+def set_metrics(status: Callable[[], ProfileSetStatus], set_name: str) -> list[Metric]:
+    """:func:`metrics` of one registered set at a collection, or none when its
+    ``status()`` raises: one set must not fail a scrape or collection that reports
+    the others (and the application's own metrics beside them). The failure is
+    logged once, by its exception's type (never its text: it may quote a file),
+    until the set's status works again."""
+    try:
+        found = metrics(status(), set_name)
+    except Exception as exc:
+        with _FAILING_LOCK:
+            first = set_name not in _FAILING
+            if first and len(_FAILING) < _FAILING_AT_MOST:
+                _FAILING.add(set_name)
+        if first:
+            log.warning(
+                "mtls: metrics: the status of the set %s raised %s; it is left out of "
+                "this and later collections until its status works again (the other "
+                "sets are reported)",
+                shown_text(set_name),
+                type(exc).__name__,
+            )
+        return []
+    if _FAILING and set_name in _FAILING:
+        with _FAILING_LOCK:
+            _FAILING.discard(set_name)
+    return found

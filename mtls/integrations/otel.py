@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 
 from .._fork import renew_attributes_after_fork
 from .._log import log
-from .._metrics import Labels, Metric, metrics
+from .._metrics import Labels, Metric, metrics, set_metrics
 from .._profiles import SSLProfileSet
 from . import _missing_extra
 
@@ -136,10 +136,12 @@ class _Reader:
                 return []
             now = time.monotonic()
             if now - self._at > STATUS_TTL:
-                found = metrics(profiles.status(), self._name)
+                found = set_metrics(profiles.status, self._name)
                 self._metrics = {m.name: m for m in found}
                 self._at = now
-            current = self._metrics[metric]
+            current = self._metrics.get(metric)
+            if current is None:
+                return []  # its status() raised (said by set_metrics): the others report
             if current.kind == "counter":
                 counts = self._series.last[metric] = self._counts(current)
                 return [Observation(value, dict(labels)) for labels, value in counts.items()]

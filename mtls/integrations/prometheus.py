@@ -34,7 +34,7 @@ import weakref
 from collections.abc import Callable, Iterable
 
 from .._fork import renew_attributes_after_fork
-from .._metrics import Metric, metrics
+from .._metrics import Metric, set_metrics
 from .._profiles import SSLProfileSet
 from . import _missing_extra
 
@@ -100,7 +100,7 @@ class ProfileSetCollector(Collector):
         for name, profiles in sets:
             if profiles is None or profiles.closed:
                 continue
-            for metric in metrics(profiles.status(), name):
+            for metric in set_metrics(profiles.status, name):
                 seen = merged.get(metric.name)
                 merged[metric.name] = (
                     metric

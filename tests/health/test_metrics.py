@@ -223,6 +223,53 @@ def test_two_sets_share_the_families_and_a_name_is_never_reused(tmp_path: Path) 
     one_more.close()
 
 
+def test_a_set_whose_status_raises_leaves_the_others_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One set's status() raising failed the whole scrape (the application's own
+    # metrics too) and every OpenTelemetry callback of the collection (h281).
+    pytest.importorskip("opentelemetry.sdk")
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from mtls.integrations.otel import instrument
+
+    ca = CA()
+    one = mtls.SSLProfileSet([profile_for(tmp_path, issue(ca, left=9 * DAY), ca)])
+    two = mtls.SSLProfileSet([profile_for(tmp_path, issue(ca, left=9 * DAY), ca, name="x")])
+    registry = prometheus_client.CollectorRegistry()
+    register(one, registry=registry, name="one")
+    register(two, registry=registry, name="two")
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    instrument(one, meter_provider=provider, name="one")
+    instrument(two, meter_provider=provider, name="two")
+    working = one.status
+
+    def broken() -> object:
+        raise RuntimeError("secret-in-a-message")
+
+    monkeypatch.setattr(one, "status", broken)
+    with caplog.at_level("WARNING", logger="mtls"):
+        for _ in range(2):
+            sets = {labels["set"] for labels, _ in scrape(registry)["mtls_profile_healthy"]}
+            assert sets == {"two"}
+            assert _otel_sets(reader) == ["two"]
+    said = [r.getMessage() for r in caplog.records if "status of the set" in r.getMessage()]
+    assert said == [
+        "mtls: metrics: the status of the set one raised RuntimeError; it is left out of "
+        "this and later collections until its status works again (the other sets are "
+        "reported)"
+    ]
+    assert "secret-in-a-message" not in caplog.text
+    monkeypatch.setattr(one, "status", working)
+    sets = {labels["set"] for labels, _ in scrape(registry)["mtls_profile_healthy"]}
+    assert sets == {"one", "two"}
+    one.close()
+    two.close()
+    provider.shutdown()
+
+
 def test_a_missing_prometheus_client_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delitem(sys.modules, "mtls.integrations.prometheus")
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
