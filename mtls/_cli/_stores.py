@@ -741,6 +741,13 @@ def cmd_changealias(args: argparse.Namespace, out: Output, logs: LogCollector) -
     stored = next((alias for alias in store.aliases if fold(alias) == fold(old)), None)
     if new == stored:  # keytool: "Destination alias <a> already exists" (h234, h236)
         raise CLIError(f"{path}: the destination alias {new!r} is the entry's own: give another")
+    if kind == "JKS" and stored is not None and fold(new) == fold(stored):
+        # A JKS file keeps its aliases lower-cased: the rename would change nothing (h272).
+        raise CLIError(
+            f"{path}: the destination alias {new!r} differs from {stored!r} in case only, "
+            "and a JKS store keeps its aliases in lower case (as keytool does): give "
+            "another alias"
+        )
     store.rename(old, new)
     _write_back(store, path, password, kind, key_password)
     out.line(f"Renamed {old} to {_as_stored(new, kind)} in {path} ({kind})")

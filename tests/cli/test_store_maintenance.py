@@ -181,6 +181,11 @@ def test_changealias_renames_an_entry_and_keeps_its_key(
     # Named in another case, to its own alias: keytool refuses it the same (h236).
     itself = fails(1, "changealias", "--keystore", path, "--alias", "GW", "--dest-alias", "gw")
     assert "is the entry's own" in itself.stderr
+    if store_type == "JKS":
+        # A change of case alone changes nothing in a JKS file (it keeps aliases
+        # lower-cased): it said "Renamed gw to gw", exit 0 (h272); keytool refuses it.
+        cased = fails(1, "changealias", "--keystore", path, "--alias", "gw", "--dest-alias", "GW")
+        assert "differs from 'gw' in case only" in cased.stderr
     assert path.read_bytes() == before
     # keytool's -noprompt, which scripts pass to every command, was exit 2 (h234).
     ok("-changealias", "-keystore", path, "-alias", "gw", "-destalias", "gw-2026", "-noprompt")
