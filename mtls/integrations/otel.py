@@ -24,6 +24,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable
 
+from .._errors import shown_text
 from .._fork import renew_attributes_after_fork
 from .._log import log
 from .._metrics import Labels, Metric, metrics, set_metrics
@@ -259,6 +260,7 @@ class _Instruments:
         return had
 
     def add(self, profiles: SSLProfileSet, name: str) -> None:
+        name = shown_text(name)  # as the set attribute shows it: two names, one series
         with self._lock:
             self._drop(None)
             known = self._readers.get(name)

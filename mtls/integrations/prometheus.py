@@ -33,6 +33,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable
 
+from .._errors import shown_text
 from .._fork import renew_attributes_after_fork
 from .._metrics import Metric, set_metrics
 from .._profiles import SSLProfileSet
@@ -70,6 +71,7 @@ class ProfileSetCollector(Collector):
             TypeError: ``profiles`` is not an :class:`mtls.SSLProfileSet`.
         """
         _check_set(profiles)
+        name = shown_text(name)  # as the set label shows it: two names, one series
         with self._lock:
             known = self._sets.get(name)
             held = known() if known is not None else None

@@ -211,6 +211,12 @@ def test_two_sets_share_the_families_and_a_name_is_never_reused(tmp_path: Path) 
         register(one, registry=registry, name="two")
     sets = {labels["set"] for labels, _ in scrape(registry)["mtls_profile_healthy"]}
     assert sets == {"one", "two"}
+    # Two names the label shows alike are one name (they were one series, h281).
+    three = mtls.SSLProfileSet([profile_for(tmp_path, issue(ca, left=9 * DAY), ca, name="y")])
+    register(three, registry=registry, name="t\n")
+    with pytest.raises(ValueError, match=r"set='t\\\\n'"):
+        register(two, registry=registry, name="t\\n")
+    three.close()
     stop_one()
     sets = {labels["set"] for labels, _ in scrape(registry)["mtls_profile_healthy"]}
     assert sets == {"two"}
@@ -429,6 +435,11 @@ def test_opentelemetry_reports_every_set_and_stops_when_told_or_dropped(tmp_path
     assert _otel_sets(reader) == ["one", "two"]
     with pytest.raises(ValueError, match="set='two'"):
         instrument(one, meter_provider=provider, name="two")
+    # Two names the attribute shows alike are one name (they were one series, h281).
+    instrument(two, meter_provider=provider, name="t\n")
+    with pytest.raises(ValueError, match=r"set='t\\\\n'"):
+        instrument(one, meter_provider=provider, name="t\\n")
+    instrument(two, meter_provider=provider, name="two")
     assert uninstrument(one, meter_provider=provider) is True
     assert uninstrument(one, meter_provider=provider) is False
     assert _otel_sets(reader) == ["two"]
