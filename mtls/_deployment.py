@@ -1261,12 +1261,13 @@ def _warn_other_product(toml: DeploymentToml, settings: Sequence[tuple[str, str]
 def _warn_unapplied(toml: DeploymentToml) -> None:
     """Name the sender's protocol and cipher settings, which WSO2 applies to every
     connection and an mtls profile set does not (its contexts offer TLS 1.2 and later
-    with OpenSSL's default ciphers)."""
+    with Python's default ciphers: ECDHE and DHE key exchange only)."""
     found = [f"[{table}] {key}" for table, key in _UNAPPLIED if toml.raw(table, key) is not None]
     if found:
         log.warning(
-            "%s: %s not applied: mtls's contexts offer TLS 1.2 and later with OpenSSL's "
-            "default ciphers, whatever the sender's protocols and ciphers say",
+            "%s: %s not applied: mtls's contexts offer TLS 1.2 and later with Python's "
+            "default ciphers (ECDHE and DHE key exchange only), whatever the sender's "
+            "protocols and ciphers say",
             toml.path,
             ", ".join(found),
         )

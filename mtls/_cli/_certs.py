@@ -355,6 +355,12 @@ def _server_chain(server: str, timeout: float) -> tuple[list[bytes], str]:
             f"{target.server}: the TLS handshake failed ({exc.reason or exc}); mtls probe "
             f"https://{target.server}/ explains why"
         ) from None
+    except TimeoutError:
+        # Python's own text said "_ssl.c:989: The handshake operation timed out" (h285).
+        raise CLIError(
+            f"{target.server} accepted the connection but the TLS handshake timed out; "
+            f"mtls probe https://{target.server}/ explains why"
+        ) from None
     except OSError as exc:
         raise CLIError(f"{target.server}: {exc.strerror or exc}") from None
     finally:

@@ -96,8 +96,10 @@ def _watch_certificate_request(ctx: ssl.SSLContext, report: Report) -> Any:
                 report.ca_names = _ca_names(bytes(data), version)
         elif kind == _SERVER_HELLO and report.certificate_requested is False:
             report.certificate_requested = None  # its flight has begun: not known yet
-        elif kind in (_SERVER_HELLO_DONE, _FINISHED) and report.certificate_requested is None:
-            report.certificate_requested = False  # its flight ended without a request
+        elif kind in (_SERVER_HELLO_DONE, _FINISHED):
+            report.server_flight_ended = True
+            if report.certificate_requested is None:
+                report.certificate_requested = False  # its flight ended without a request
 
     report.certificate_requested = False
     previous = ctx._msg_callback

@@ -250,6 +250,9 @@ class Report:
     #: Whether the server sent a CertificateRequest (``None``: unknown, the handshake
     #: failed before the server's first flight ended, or this Python cannot tell).
     certificate_requested: bool | None = None
+    #: The server's first flight was seen to its end (ServerHelloDone, or its Finished
+    #: in TLS 1.3): only then is "no CertificateRequest" known, not merely not seen.
+    server_flight_ended: bool = False
     http_status: str | None = None
     body: bytes = b""
     failure: Failure | None = None
@@ -298,7 +301,13 @@ class Report:
             "server_accepted_client_certificate": (
                 self.accepted if self.sent_certificate else None
             ),
-            "client_certificate_requested": self.certificate_requested,
+            # Not seen is not "asked for nothing" before the server's flight ended (a
+            # timeout, a plain-HTTP port, an alert: false said "no mutual TLS", h285).
+            "client_certificate_requested": (
+                self.certificate_requested
+                if self.certificate_requested or self.server_flight_ended
+                else None
+            ),
             "server_ca_names": (
                 None if self.ca_names is None else [name_text(n) for n in self.ca_names]
             ),
@@ -694,6 +703,34 @@ def _versions_offered(context: ssl.SSLContext | None) -> str:
     return f"{offered}; TLS 1.0 and 1.1 are deprecated (RFC 8996)"
 
 
+def _ciphers_offered(context: ssl.SSLContext | None, where: str) -> str:
+    """What the probe's context offers for TLS 1.2, and the command that offers the
+    same to the server, for a server that took none of it. openssl s_client alone
+    offers OpenSSL's defaults, RSA key exchange among them, and connected where the
+    probe could not (h285): the advice showed a working connection."""
+    suites = [
+        c["name"]
+        for c in (context.get_ciphers() if context is not None else [])
+        if c.get("protocol") != "TLSv1.3"
+    ]
+    if not suites:
+        return f"compare its TLS settings with ours: openssl s_client -connect {as_word(where)}"
+    forward = all(c.startswith(("ECDHE-", "DHE-")) for c in suites)
+    offered = (
+        "for TLS 1.2 we offer Python's default cipher suites, all with ECDHE or DHE key "
+        "exchange: a server that takes only RSA key exchange (TLS_RSA_* suites, such as "
+        "AES128-GCM-SHA256) refuses them, where Java 17's client (the WSO2 gateway's) "
+        "still offers those (JDK 24 and later do not); enable an ECDHE suite on the "
+        "backend. "
+        if forward
+        else f"for TLS 1.2 we offer {len(suites)} cipher suites. "
+    )
+    return (
+        f"{offered}What the server takes against our offer: openssl s_client -connect "
+        f"{as_word(where)} -tls1_2 -cipher {as_word(':'.join(suites))}"
+    )
+
+
 def refused(setup: Setup, exc: ssl.SSLError) -> Failure:
     """A refusal of our client certificate, with the advice its alert calls for."""
     reason = _reason(exc)
@@ -1041,7 +1078,7 @@ def classify_handshake(
             return Failure(
                 "server_not_trusted",
                 f"the server's certificate is not trusted by {trust} ({message}): "
-                f"{_untrusted_fix(setup.truststore)}",
+                f"{_untrusted_fix(setup.truststore, where)}",
             )
         if code == _EXPIRED:
             return Failure(
@@ -1109,8 +1146,7 @@ def classify_handshake(
                     "handshake_failure",
                     "the server ended the handshake (handshake failure alert) before "
                     "asking for any certificate: no cipher, signature algorithm or group "
-                    "in common (compare its TLS settings with ours: openssl s_client "
-                    "-connect shows them)",
+                    f"in common; {_ciphers_offered(setup.context, where)}",
                     alert=_alert_text(exc),
                 )
             if setup.client_subject is None:
@@ -1176,7 +1212,11 @@ def classify_handshake(
         )
     if isinstance(exc, TimeoutError):
         return Failure(
-            "timeout", f"{where} accepted the connection but the TLS handshake timed out"
+            "timeout",
+            f"{where} accepted the connection but the TLS handshake timed out: a backend "
+            "that hangs, or something there that waits for another protocol (a proxy, a "
+            "plain-HTTP or non-HTTP service); check what listens on that port, or allow "
+            "more time with --timeout",
         )
     if isinstance(exc, ConnectionError | EOFError):
         return closed(setup, where, during=True, asked=asked)
@@ -1280,9 +1320,9 @@ def explain_from_chain(report: Report) -> None:
         # when that one is self-signed).
         top = report.chain[-1]
         ca = top.get("issuer") or top.get("subject")
-        old_fix = _untrusted_fix(report.setup.truststore)
+        old_fix = _untrusted_fix(report.setup.truststore, report.target.server)
         if ca and failure.message.endswith(old_fix):
-            fix = _untrusted_fix(report.setup.truststore, ca)
+            fix = _untrusted_fix(report.setup.truststore, report.target.server, ca)
             if _anchor_named(report.setup.anchors, ca, top.get("sha256")):
                 # A CA of that name is trusted, and still the chain does not verify: not
                 # the same CA (another key). Importing what the server names would trust
@@ -1332,20 +1372,27 @@ def _anchor_named(anchors: tuple[bytes, ...] | None, name: str, top_sha256: obje
     return False
 
 
-def _untrusted_fix(truststore: str | None, ca: str | None = None) -> str:
+def _untrusted_fix(truststore: str | None, server: str, ca: str | None = None) -> str:
     """What to do about a server our truststore does not vouch for (``ca``: the CA its
-    chain ends at, when the chain was seen)."""
+    chain ends at, when the chain was seen), and where its certificate comes from (the
+    command named CA.pem and said nothing of it, h285): from its owner, the server's
+    own copy shown to compare (trusting what a server sends is trusting whoever
+    answers)."""
     what = f"the certificate of {ca}" if ca else "the server's certificate or its CA"
+    source = (
+        "CA.pem from the backend's owner; mtls printcert --sslserver "
+        f"{as_word(server)} --rfc shows what the server sends, to compare its SHA-256"
+    )
     if not truststore:
         return (
             f"give the profile a <TrustStore> (or --truststore) that holds {what} "
-            "(mtls import creates one)"
+            f"(mtls import --file CA.pem --alias ca --keystore trust.p12 creates one; {source})"
         )
     if _is_pem(truststore):  # mtls import adds to JKS and PKCS#12 stores only
-        return f"append {what}, as PEM, to {truststore}"
+        return f"append {what}, as PEM, to {truststore} ({source})"
     return (
         f"import {what} into {truststore} "
-        f"(mtls import --file CA.pem --alias ca --keystore {as_word(truststore)})"
+        f"(mtls import --file CA.pem --alias ca --keystore {as_word(truststore)}; {source})"
     )
 
 

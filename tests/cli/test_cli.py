@@ -1889,6 +1889,8 @@ def test_probe_server_not_trusted_still_shows_the_chain(seed: Seed) -> None:
     message = data["error"]["message"]  # type: ignore[index]
     assert "its chain ends at CN=localhost" in message
     assert "mtls import --file CA.pem --alias ca --keystore" in message
+    # And where CA.pem comes from (it said nothing of it, h285).
+    assert "CA.pem from the backend's owner; mtls printcert --sslserver localhost:" in message
 
 
 @pytest.mark.parametrize("failing", ["server_not_trusted", "hostname_mismatch"])

@@ -166,6 +166,7 @@ def test_plain_http_port_is_not_tls(stores, capsys, plain_http):
     code, report, _ = probe(f"https://127.0.0.1:{plain_http}/", stores, capsys)
     assert code == 1
     assert kind_of(report) in {"not_tls", "connection_closed"}
+    assert report["client_certificate_requested"] is None  # unknown, not "no mTLS"
 
 
 @pytest.fixture
@@ -184,6 +185,15 @@ def test_silent_server_times_out(stores, capsys, silent):
     code, report, _ = probe(f"https://127.0.0.1:{silent}/", stores, capsys, "--timeout", "0.5")
     assert code == 1
     assert kind_of(report) == "timeout"
+    assert "allow more time with --timeout" in report["error"]["message"]
+    assert report["client_certificate_requested"] is None  # unknown, not "no mTLS"
+    # printcert --sslserver said Python's own text ("_ssl.c:989: The handshake
+    # operation timed out", h285).
+    code = main(["printcert", "--sslserver", f"127.0.0.1:{silent}", "--timeout", "0.5"])
+    shown = capsys.readouterr().err
+    assert code == 1
+    assert "the TLS handshake timed out; mtls probe https://127.0.0.1:" in shown
+    assert "_ssl.c" not in shown
 
 
 def test_closed_port_is_connection_refused(stores, capsys):
@@ -251,10 +261,19 @@ def test_no_cipher_in_common_is_not_called_a_refused_certificate(ca, stores, cap
     with stdlib_server(server) as port:
         code, report, _ = probe(f"https://localhost:{port}/", stores, capsys)
     assert code == 1
-    assert report["client_certificate_requested"] is False
+    # Nothing is known of a request the server's flight never reached (h285: false
+    # said "no mutual TLS").
+    assert report["client_certificate_requested"] is None
     assert kind_of(report) == "handshake_failure"
-    assert "before asking for any certificate" in report["error"]["message"]
-    assert "refused our certificate" not in report["error"]["message"]
+    message = report["error"]["message"]
+    assert "before asking for any certificate" in message
+    assert "refused our certificate" not in message
+    # What we offer, and a command that offers the same (openssl s_client alone offers
+    # RSA key exchange, and connected where the probe could not, h285).
+    assert "only RSA key exchange" in message and "Java 17" in message
+    command = message.split("What the server takes against our offer: ")[1]
+    assert command.startswith(f"openssl s_client -connect localhost:{port} -tls1_2 -cipher ")
+    assert "ECDHE-" in command and "AES128-SHA:" not in command
 
 
 @pytest.mark.parametrize("ask", [False, True], ids=["never-asks", "asks"])
