@@ -746,12 +746,23 @@ class Builder:
             if written is None:
                 by_content(exc)  # the store holds no such entry
                 raise
-            # The alias came from a placeholder: name it as written, not its value.
+            # The alias came from a placeholder: name it as written, not its value, and
+            # as the setting it is (deployment.toml's alias was called a <KeyAlias>, h282).
+            shown = profile.keystore.shown_location if profile.keystore else ""
+            if origin is None:
+                raise by_content(
+                    KeyEntryError(
+                        f"{shown}: <KeyAlias>{written}</KeyAlias> names no usable key "
+                        "entry: check the variable or property it names",
+                        path=exc.path,
+                    )
+                ) from None
+            entries = ", ".join(repr(a) for a in keystore.key_aliases) or "none"
             raise by_content(
                 KeyEntryError(
-                    f"{profile.keystore.shown_location if profile.keystore else ''}: "
-                    f"<KeyAlias>{written}</KeyAlias> names no usable key entry: check "
-                    "the variable or property it names",
+                    f'{shown}: alias = "{written}" beside {origin} names no usable key '
+                    f"entry (key entries: {entries}): check the variable or property it "
+                    f"names{_NO_SENDER_ALIAS}",
                     path=exc.path,
                 )
             ) from None

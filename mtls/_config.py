@@ -673,6 +673,9 @@ class SSLProfile:
         written_servers: the ``<servers>`` items as written, when placeholders were
             expanded in them: :attr:`server_names` (messages, ``status()``) shows these,
             never the values.
+        written_client_id: the ``<clientID>`` as written, when a placeholder made it:
+            :attr:`client_name` (messages, ``status()``, metrics) shows it, never the
+            value.
         crls: CRL files (PEM with one or many lists, or DER) checked during the
             handshake; watched and reloaded like the stores. Each must be current and
             signed by a certificate of the profile's truststore.
@@ -693,6 +696,7 @@ class SSLProfile:
     written_servers: tuple[str, ...] = field(default=(), compare=False)
     crls: tuple[Path, ...] = ()
     crl_check: CRLCheck = "leaf"
+    written_client_id: str | None = field(default=None, compare=False)
 
     if TYPE_CHECKING:
         # What the constructor takes, for type checkers (see StoreConfig): servers as
@@ -710,6 +714,7 @@ class SSLProfile:
             written_servers: tuple[str, ...] = (),
             crls: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] = (),
             crl_check: CRLCheck = "leaf",
+            written_client_id: str | None = None,
         ) -> None: ...
 
     def __post_init__(self) -> None:
@@ -760,6 +765,7 @@ class SSLProfile:
         client_id: str | None,
         name: str | None,
         written_servers: tuple[str, ...],
+        written_client_id: str | None = None,
     ) -> SSLProfile:
         """A profile from the XML reader, whose servers :func:`parse_server` has already
         parsed and checked: the same object as the constructor makes, without checking
@@ -775,6 +781,7 @@ class SSLProfile:
             set_client,
             set_name,
             set_written,
+            set_written_client,
         ) = _PARSED_SETTERS
         set_servers(profile, servers)
         set_keystore(profile, keystore)
@@ -783,6 +790,7 @@ class SSLProfile:
         set_client(profile, client_id or None)
         set_name(profile, name)
         set_written(profile, written_servers)
+        set_written_client(profile, written_client_id)
         # Every other field gets its default, so a field added later is never missing
         # from profiles the XML reader makes.
         for setter, default, factory in _PARSED_DEFAULTS:
@@ -797,19 +805,25 @@ class SSLProfile:
             return self.written_servers
         return tuple(format_server(s) for s in self.servers)
 
+    @property
+    def client_name(self) -> str | None:
+        """The client identifier as messages, status and metrics show it (as written
+        when it came through a placeholder)."""
+        return self.written_client_id or self.client_id
+
     def __repr__(self) -> str:
         # The servers as server_names shows them: never an expanded placeholder.
         try:
             return (
                 f"SSLProfile(servers={self.server_names!r}, keystore={self.keystore!r}, "
                 f"truststore={self.truststore!r}, novalidatecert={self.novalidatecert!r}, "
-                f"client_id={self.client_id!r}, name={self.name!r})"
+                f"client_id={self.client_name!r}, name={self.name!r})"
             )
         except Exception:  # half-built: a reporter that captures locals asks too
             return "SSLProfile(<not built: its arguments were refused>)"
 
     def __str__(self) -> str:
-        return f"profile {servers_shown(self.server_names)}{client_suffix(self.client_id)}"
+        return f"profile {servers_shown(self.server_names)}{client_suffix(self.client_name)}"
 
 
 def client_suffix(client_id: str | None) -> str:
@@ -828,6 +842,7 @@ _PARSED = (
     "client_id",
     "name",
     "written_servers",
+    "written_client_id",
 )
 _PARSED_SETTERS = tuple(getattr(SSLProfile, name).__set__ for name in _PARSED)
 _PARSED_DEFAULTS = tuple(

@@ -1215,7 +1215,7 @@ class SSLProfileSet:
             ident, anchors, refused = material(item.served)
             return ProfileStatus(
                 servers=item.profile.server_names,
-                client_id=item.profile.client_id,
+                client_id=item.profile.client_name,
                 loaded=True,
                 files=tuple(
                     FileStatus(
@@ -1238,7 +1238,7 @@ class SSLProfileSet:
         def failed(profile: SSLProfile, error: MTLSError) -> ProfileStatus:
             return ProfileStatus(
                 servers=profile.server_names,
-                client_id=profile.client_id,
+                client_id=profile.client_name,
                 loaded=False,
                 error=error,
             )

@@ -148,7 +148,7 @@ class Failed:
             f"{host}:{port}: refused{self.WHY}: {self.error}",
             path=self.error.path,
             servers=self.profile.server_names,
-            client_id=self.profile.client_id,
+            client_id=self.profile.client_name,
             cause=self.error,
         )
         error.__cause__ = self.error
@@ -424,13 +424,13 @@ class Snapshot:
 
 def _named(profile: SSLProfile) -> str:
     """A profile as a grouped problem's line names it: its servers (and client)."""
-    return f"{servers_shown(profile.server_names)}{client_suffix(profile.client_id)}"
+    return f"{servers_shown(profile.server_names)}{client_suffix(profile.client_name)}"
 
 
 def _entries(profile: SSLProfile) -> Iterator[str]:
     """What a problem is about, one per server (and client): a profile whose servers
     are reordered, or that gains one, still has the problem it had."""
-    client = client_suffix(profile.client_id)
+    client = client_suffix(profile.client_name)
     return (f"{name}{client}" for name in profile.server_names)
 
 
@@ -644,7 +644,8 @@ def _duplicate(
     key: IndexKey, server: Server, one: SSLProfile, other: SSLProfile, path: str | None
 ) -> ProfileConfigError:
     shown = "*" if server == CATCH_ALL else f"{key[0]}:{key[1]}"
-    client = _client_of(key)
+    # As written where a placeholder made it (its value was shown, h282).
+    client = other.client_name if _client_of(key) else None
     who = f" for client {client!r}" if client else ""
     if one.servers is other.servers:  # two <client> entries of one <profile>
         which = f"for client {client!r}" if client else "without a <clientID>"
@@ -732,7 +733,7 @@ def build_index(
             if server == CATCH_ALL:
                 entry: IndexKey = _CATCH_ALL_KEY if client is None else (CATCH_ALL, 0, client)
                 if client is not None:
-                    _unused_client(client, path)
+                    _unused_client(profile.client_name or client, path)
             else:
                 host = server[0]
                 # No client (the usual profile): the server tuple itself is the key.
@@ -1513,7 +1514,7 @@ class ProfilesPlan:
         return in_profile(
             exc,
             profile.server_names,
-            profile.client_id,
+            profile.client_name,
             default=profile is self.default,
             path=self.options.path,
         )

@@ -1140,7 +1140,8 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
             # No (or an empty) <clientID> is WSO2's "": the key of requests without a
             # client identifier, as a profile without <client> has.
             client_id = _text(id_el, "clientID", ctx, names) if id_el is not None else ""
-            if client_id and id_el is not None and id_el.text != _written(id_el):
+            written_id = _written(id_el) if id_el is not None else ""
+            if client_id and id_el is not None and id_el.text != written_id:
                 # Shown as written, its spaces too (a placeholder's value is never shown).
                 _warn_untrimmed_client(id_el.text or "", _label(number, name), ctx)
             out.append(
@@ -1152,6 +1153,11 @@ def _profile(element: ET.Element, number: int, ctx: _Context) -> list[SSLProfile
                     client_id=client_id or None,
                     name=name,
                     written_servers=names if hidden else (),
+                    # Named as written where a placeholder made it (its value was shown
+                    # in messages, status() and metrics, h282).
+                    written_client_id=(
+                        written_id if client_id and has_placeholder(written_id) else None
+                    ),
                 )
             )
         return out

@@ -398,6 +398,26 @@ def test_an_alias_in_the_table_that_names_the_file_is_used_and_checked(tmp_path,
     assert PASSWORD not in str(wrong.value) + str(several.value)
 
 
+def test_an_alias_from_a_placeholder_in_deployment_toml_is_named_as_written(
+    tmp_path, pki, monkeypatch
+):
+    """It was called a <KeyAlias> the estate does not have, without the setting (h282)."""
+    home = home_with(tmp_path, {"gateway.jks": _two_keys(pki, tmp_path / "two.jks")})
+    (home / "p.xml").write_text(profile_xml(profile("only.test:443")))
+    monkeypatch.setenv("GW_ALIAS", "nosuch-hidden")
+    toml = write_toml(home, _tls_and_primary("$env{GW_ALIAS}"))
+    with pytest.raises(mtls.KeyEntryError) as wrong:
+        SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
+    message = str(wrong.value)
+    assert f'alias = "$env{{GW_ALIAS}}" beside [keystore.tls] file_name in {toml}' in message
+    assert "<KeyAlias>" not in message and "nosuch-hidden" not in message
+    assert "key entries: 'gateway', 'other'" in message
+    assert "WSO2's sender reads no key alias" in message
+    monkeypatch.setenv("GW_ALIAS", "other")  # the positive twin
+    profiles = SSLProfileSet.from_deployment_toml(toml, base_dir=home, reload_interval=None)
+    assert profiles.status().to_dict()["default"]["subject"].startswith("CN=other,")
+
+
 def test_a_keystore_tls_alias_names_a_key_in_the_file_it_takes_from_primary(tmp_path, pki):
     """[keystore.tls] sets only alias; its file comes from [keystore.primary] (each key
     falls back there): the alias names a key in that file and wins over primary's own
@@ -747,6 +767,49 @@ def test_values_from_the_environment_are_never_shown(tmp_path, pki, backend, mon
         SSLProfileSet.from_xml(xml)
     assert "$env{MTLS_TEST_HOST}" in str(info.value)
     assert "Zq81" not in str(info.value)
+
+
+def test_a_client_id_from_the_environment_is_never_shown(tmp_path, pki, monkeypatch, caplog):
+    """<clientID>$env{...}</clientID>: its value was shown in errors, status(), the
+    metrics' labels and repr, where <servers> beside it was not (h282)."""
+    monkeypatch.setenv("MTLS_TEST_CID", "client-Zq81")
+    keystore = (
+        f"<KeyStore><Location>{pki['gw']}</Location><Password>{PASSWORD}</Password></KeyStore>"
+        f"<TrustStore><Location>{pki['trust']}</Location><Password>{PASSWORD}</Password>"
+        "</TrustStore>"
+    )
+    xml = tmp_path / "p.xml"
+    xml.write_text(
+        '<parameter name="customSSLProfiles"><profile><servers>only.test:443</servers>'
+        f"<client><clientID>$env{{MTLS_TEST_CID}}</clientID>{keystore}</client>"
+        f"<client><clientID>plain</clientID>{keystore}</client>"
+        "</profile></parameter>"
+    )
+    from mtls._metrics import metrics
+
+    with caplog.at_level(logging.DEBUG, logger="mtls"):
+        profiles = SSLProfileSet.from_xml(xml, reload_interval=None)
+        # The value is what requests are matched by...
+        assert profiles.profile_for("only.test", 443, client_id="client-Zq81") is not None
+        status = profiles.status()
+        shown = json.dumps(status.to_dict()) + repr(profiles.profiles) + str(metrics(status, "s"))
+        shown += str(profiles.profiles[0])
+        # ...and the written form is what is shown; a client written plainly stays so.
+        assert "$env{MTLS_TEST_CID}" in shown and "plain" in shown
+        profiles.close()
+        # Errors: a missing store, and two <client> entries of one client.
+        xml.write_text(xml.read_text().replace(str(pki["gw"]), str(tmp_path / "gone.jks"), 1))
+        with pytest.raises(KeystoreError) as missing:
+            SSLProfileSet.from_xml(xml, reload_interval=None)
+        assert "client '$env{MTLS_TEST_CID}'" in str(missing.value)
+        assert missing.value.client_id == "$env{MTLS_TEST_CID}"
+        written = xml.read_text().replace(str(tmp_path / "gone.jks"), str(pki["gw"]))
+        xml.write_text(written.replace("plain", "$env{MTLS_TEST_CID}"))
+        with pytest.raises(ProfileConfigError) as twice:
+            SSLProfileSet.from_xml(xml, reload_interval=None)
+        assert "client '$env{MTLS_TEST_CID}'" in str(twice.value)
+    for text in (shown, str(missing.value), str(twice.value), caplog.text):
+        assert "Zq81" not in text
 
 
 def test_toml_values_from_the_environment_are_never_shown(tmp_path, monkeypatch, caplog):
