@@ -266,7 +266,8 @@ class Entries:
             names = ", ".join(repr(alias) for alias, _ in self._secrets.values())
             raise KeyEntryError(
                 f"{where(path)}: entries {names} hold what TLS cannot use (secret or "
-                "public keys, secrets), kept as read, so they cannot be written: remove "
+                "public keys, secrets, private keys without a certificate), kept as read, "
+                "so they cannot be written: remove "
                 "them (store.remove(alias)) to save the rest",
                 path=path,
             )

@@ -994,6 +994,11 @@ def _parse_pkcs12(
     # Java keeps a key without a localKeyId only when it is the one private key.
     shrouded = sum(1 for key in contents.keys if key.order)
     notes: list[str] = []
+    # The localKeyIds keys took a certificate by: another certificate with one is no
+    # key entry of its own (h283: listed as one, which keytool does not list).
+    paired: set[bytes] = set()
+    # Decrypted keys without a certificate: (order, Java's alias or None, (alias, why)).
+    certless: list[tuple[int, str | None, tuple[str, str]]] = []
     if contents.pbmac1:
         notes.append(
             "its integrity check is PBMAC1 (RFC 9579), which the JDK's PKCS12 reader "
@@ -1048,7 +1053,9 @@ def _parse_pkcs12(
             "password"
         )
     for key in contents.keys:
-        leaf_at = index_of.leaf_for(key.pkcs8_der, key.local_key_id)
+        leaf_at = index_of.leaf_for(key.pkcs8_der, key.local_key_id, key.alias)
+        if leaf_at is not None and key.local_key_id is not None:
+            paired.add(key.local_key_id)
         if leaf_at is None and not key.pkcs8_der:
             # Not decrypted (a listing), a key is matched by its localKeyId only; a lone
             # key without one takes the first certificate, as the JDK's PKCS12KeyStore.
@@ -1056,20 +1063,28 @@ def _parse_pkcs12(
             leaf_at = index_of.first_without_id() if lone else None
             if leaf_at is None and certs:
                 continue  # its certificates are read below
+        registered = key.order and (key.local_key_id is not None or shrouded == 1)
         if leaf_at is None:
             name = unnamed.alias(key.alias, number=key.number)
             listed = (
                 "keytool lists no such entry: it skips an unencrypted keyBag"
                 if key.plain
                 else "keytool lists a chain of length 0"
+                if registered
+                else "keytool lists no such entry"
             )
-            raise KeystoreFormatError(
-                f"{where}: key entry {name!r} has no certificate ({listed}; TLS cannot use "
-                "it): export the store again with the key's certificate chain",
-                path=path,
-            )
+            if not key.pkcs8_der:  # not decrypted, and the file has no certificate at all
+                raise KeystoreFormatError(
+                    f"{where}: key entry {name!r} has no certificate ({listed}; TLS cannot "
+                    "use it): export the store again with the key's certificate chain",
+                    path=path,
+                )
+            # Java's key managers pass such a key by and serve the others (h263, h283:
+            # the whole store was refused): an entry TLS cannot use, as a sealed public
+            # key is. A store left with no usable key is refused below.
+            certless.append((key.order, name if registered else None, (name, listed)))
+            continue
         chain = index_of.chain_from(leaf_at)
-        registered = key.order and (key.local_key_id is not None or shrouded == 1)
         # Java names a key by its own friendlyName, else its number ("1"): so does mtls,
         # a profile's <KeyAlias> being read by Java too (the certificate's friendlyName
         # passed `mtls check` where WSO2's gateway found no such entry, and Java's name
@@ -1097,16 +1112,35 @@ def _parse_pkcs12(
         if cert.trusted:
             alias = unnamed.alias(cert.alias, number=cert.number)
             trusted.append((cert.order, alias if cert.order else None, (alias, cert.der)))
-        elif cert.local_key_id is not None and not with_keys:
+        elif cert.local_key_id is not None and not with_keys and cert.local_key_id not in paired:
             # The leaf of a key entry we did not decrypt: Java's TrustManager trusts it.
             alias = unnamed.alias(cert.alias)
             chain = index_of.chain_from(index)
             keys.append((0, None, KeyEntry(alias, b"", tuple(chain))))  # the key's bag unread
         else:
             loose.append((cert.alias, cert.der))
+    if certless and not keys:
+        name, listed = certless[0][2]
+        raise KeystoreFormatError(
+            f"{where}: key entry {name!r} has no certificate ({listed}; TLS cannot use it), "
+            "and the store has no other key entry: export the store again with the key's "
+            "certificate chain",
+            path=path,
+        )
+    for _, _, (name, listed) in certless:
+        log.warning(
+            "%s: key entry %s has no certificate (%s): left out, as Java's key managers "
+            "pass it by; TLS cannot use it (Keystore.secret_keys lists it)",
+            where,
+            _jks.shown(name),
+            listed,
+        )
     secrets = [
         (order, name if order else None, (name, kind))
         for order, (name, kind) in zip(contents.secrets_order, contents.secrets, strict=True)
+    ] + [
+        (order, java, (name, _certless_kind(name, listed, java)))
+        for order, java, (name, listed) in certless
     ]
     kept, dropped = _java_table(
         [(o, java) for o, java, _ in (*keys, *trusted, *secrets) if java is not None]
@@ -1145,6 +1179,24 @@ def _parse_pkcs12(
         [(own(j, e[0]), e[1]) for j, e in secret_list],
         notes,
         passwordless=contents.passwordless,
+    )
+
+
+#: How :attr:`Keystore.secret_keys` starts the description of a key entry that has no
+#: certificate (the rest says why and what removes it).
+CERTLESS_KIND: Final = "private key without a certificate"
+
+
+def _certless_kind(name: str, listed: str, java: str | None) -> str:
+    """What a key entry without a certificate is, as :attr:`Keystore.secret_keys` says
+    it, with what removes it: mtls delete, and keytool where it lists the entry (its
+    -delete leaves the other entries as they were; it cannot see the others)."""
+    remedy = f"mtls delete --alias {shlex.quote(name)}" + (
+        f", or keytool -delete -alias {shlex.quote(java)}" if java is not None else ""
+    )
+    return (
+        f"{CERTLESS_KIND} ({listed}; Java's key managers pass it by, and TLS cannot use "
+        f"it): remove it ({remedy}), or export the store again with its chain"
     )
 
 
@@ -1320,13 +1372,15 @@ class _Certs:
         for passed, chosen in self.passed_over:
             _say_passed_over(where, self.certs[passed].der, self.certs[chosen].der, self.purpose)
 
-    def leaf_for(self, key_der: bytes, local_key_id: bytes | None) -> int | None:
+    def leaf_for(
+        self, key_der: bytes, local_key_id: bytes | None, alias: str | None = None
+    ) -> int | None:
         """The certificate of a private key: by localKeyId, else by public key."""
+        public = _spki_of_private(key_der) if key_der else None
         if local_key_id is not None:
-            index = self._take("id", local_key_id)
+            index = self._take_id(local_key_id, public, alias)
             if index is not None:
                 return index
-        public = _spki_of_private(key_der)
         index = None if public is None else self._take_current("key", public)
         if index is not None:
             return index
@@ -1343,6 +1397,30 @@ class _Certs:
         if found is None and public is not None:
             found = self._firsts["key"].get(public)
         return found
+
+    def _take_id(self, local_key_id: bytes, public: bytes | None, alias: str | None) -> int | None:
+        """The certificate a key's localKeyId names (marked used). Of several with it
+        (h283: the first was taken, another key's certificate, and OpenSSL refused the
+        pair where Java serves the store): the one whose public key is the key's, else
+        as the JDK's PKCS12KeyStore matches (the first that has the key's alias as its
+        friendlyName too, else the last)."""
+        indexes = self._table("id").get(local_key_id)
+        unused = [i for i in reversed(indexes or ()) if i not in self.used]  # file order
+        if len(unused) < 2:
+            return self._take("id", local_key_id)
+        chosen = None
+        if public is not None:
+            chosen = next((i for i in unused if _cert_spki(self.certs[i]) == public), None)
+        if chosen is None and alias is not None:
+            chosen = next(
+                (i for i in unused if fold(self.certs[i].alias or "") == fold(alias)), None
+            )
+        if chosen is None:
+            chosen = unused[-1]
+        assert indexes is not None
+        indexes.remove(chosen)
+        self.used.add(chosen)
+        return chosen
 
     def first_without_id(self) -> int | None:
         """The first certificate, if it is unused and has no localKeyId (marked used)."""

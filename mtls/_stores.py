@@ -38,6 +38,7 @@ from ._keygen import (
 )
 from ._log import log
 from ._readers import (
+    CERTLESS_KIND,
     Parsed,
     detect_format,
     java_unreadable_note,
@@ -289,8 +290,10 @@ class _StoreBase:
         Raises:
             KeyEntryError: no entry has this alias.
         """
-        if self._entries.secret(alias) is not None:
-            return "SecretKeyEntry"
+        secret = self._entries.secret(alias)
+        if secret is not None:
+            # keytool lists a key without a certificate as a PrivateKeyEntry (chain 0).
+            return "PrivateKeyEntry" if secret[1].startswith(CERTLESS_KIND) else "SecretKeyEntry"
         self._chain_der(alias)  # KeyEntryError naming the aliases there are
         return "PrivateKeyEntry" if self._entries.key(alias) is not None else "trustedCertEntry"
 

@@ -24,7 +24,7 @@ from .._entries import fold
 from .._errors import KeyEntryError, KeystoreFormatError, MTLSError, WrongPasswordError
 from .._files import atomic_write, read_input
 from .._keygen import key_shape
-from .._readers import detect_format, says_what_it_is
+from .._readers import CERTLESS_KIND, detect_format, says_what_it_is
 from .._stores import Keystore, Truststore, listed_aliases
 from .._types import WriteFormat
 from ._common import (
@@ -108,6 +108,7 @@ def _open_to_add(
     adding: str,
     *,
     key_alias: str | None = None,
+    removing: str | None = None,
 ) -> tuple[Keystore, str | None]:
     """An existing store that ``genkey`` or ``import`` adds to, and the key password
     to write it with.
@@ -120,7 +121,8 @@ def _open_to_add(
     front: they are listed, never decrypted, so the store cannot be written back;
     keytool can add to it. ``key_alias``: the key entry a given key password must open
     (a JKS key is decrypted once to check it, as keytool recovers it: a wrong one was
-    taken in silence, h240), when the store has it.
+    taken in silence, h240), when the store has it. ``removing``: the entry ``delete``
+    removes, which may be one of those the store cannot be written back with.
     """
     fmt = _sniff(path)
     # Before any key is decrypted: a JCEKS store's keys, each under its own password,
@@ -140,8 +142,28 @@ def _open_to_add(
         and store.is_key_entry(key_alias)
     ):
         load_keystore(path, password, key_password, key_alias=key_alias)
-    if store.secret_keys:
-        names = ", ".join(repr(alias) for alias in store.secret_keys)
+    kept = {
+        alias: kind
+        for alias, kind in store.secret_keys.items()
+        if removing is None or fold(alias) != fold(removing)
+    }
+    certless = {alias: kind for alias, kind in kept.items() if kind.startswith(CERTLESS_KIND)}
+    if certless:
+        # A key without a certificate (Java's key managers pass it by) cannot be written
+        # back, and dropping it unasked would change the store (h263, h283).
+        listed = "; ".join(f"{alias!r}: {kind}" for alias, kind in certless.items())
+        several = (
+            " (with several, mtls delete removes none while another stays: keep the "
+            "entries you want with mtls convert --alias ALIAS, or use keytool -delete)"
+            if len(certless) > 1 or len(kept) < len(store.secret_keys)
+            else ""
+        )
+        raise CLIError(
+            f"{path}: mtls cannot write this store back without dropping its key "
+            f"entries without a certificate, so it changes nothing: {listed}{several}"
+        )
+    if kept:
+        names = ", ".join(repr(alias) for alias in kept)
         raise CLIError(
             f"{path}: holds secret-key entries ({names}), which mtls lists but never "
             f"decrypts, so it cannot write this store back: use keytool {adding} on it, "
@@ -641,7 +663,9 @@ def cmd_delete(args: argparse.Namespace, out: Output, logs: LogCollector) -> int
     own password, as keytool -delete leaves them)."""
     path = Path(args.keystore)
     password = store_password(args, path)
-    store, key_password = _open_to_add(path, password, optional_key_password(args), out, "-delete")
+    store, key_password = _open_to_add(
+        path, password, optional_key_password(args), out, "-delete", removing=args.alias
+    )
     kind = _existing_type(store, path, None)
     alias: str = args.alias
     if alias not in store:

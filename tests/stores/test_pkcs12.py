@@ -245,10 +245,10 @@ def _keyed(identity: IssuedIdentity, name: bytes | None) -> bytes:
     )
 
 
-def _certificate_named_key_not(identity: IssuedIdentity, name: str) -> bytes:
-    """A PKCS#12 under JAVA_PW whose key bag has no friendlyName and whose certificate
-    bag has ``name`` (both with the key's localKeyId; the certificate unencrypted)."""
-    infos = _authenticated_safe(_keyed(identity, None))
+def _key_info(identity: IssuedIdentity, name: bytes | None) -> tuple[bytes, bytes]:
+    """The ContentInfo holding ``identity``'s key bag alone (as :func:`_keyed` writes
+    it, with ``name``), and the key's localKeyId."""
+    infos = _authenticated_safe(_keyed(identity, name))
     key_bag_oid = _der.encode_oid("1.2.840.113549.1.12.10.1.2")
     (keyed,) = [info for info in infos if key_bag_oid in info]
     content = _der.read_single(keyed, _der.SEQUENCE).children()[1].children()[0]
@@ -258,11 +258,24 @@ def _certificate_named_key_not(identity: IssuedIdentity, name: str) -> bytes:
         for attribute in key_bag.children()[2].children()
         if attribute.children()[0].value == _der.encode_oid("1.2.840.113549.1.9.21")[2:]
     )
+    return keyed, local_key_id
+
+
+def _certificate_named_key_not(identity: IssuedIdentity, name: str) -> bytes:
+    """A PKCS#12 under JAVA_PW whose key bag has no friendlyName and whose certificate
+    bag has ``name`` (both with the key's localKeyId; the certificate unencrypted)."""
+    keyed, local_key_id = _key_info(identity, None)
+    return _pfx([keyed, _cert_info(identity.certificate, name, local_key_id)], JAVA_PW)
+
+
+def _cert_info(certificate: x509.Certificate, name: str, local_key_id: bytes) -> bytes:
+    """A ContentInfo (unencrypted) of one certificate bag with ``name`` and
+    ``local_key_id``."""
 
     def attribute(oid: str, value: bytes) -> bytes:
         return _der.encode(_der.SEQUENCE, _der.encode_oid(oid) + _der.encode(0x31, value))
 
-    der = identity.certificate.public_bytes(serialization.Encoding.DER)
+    der = certificate.public_bytes(serialization.Encoding.DER)
     cert_bag = _der.encode(
         _der.SEQUENCE,
         _der.encode_oid("1.2.840.113549.1.12.10.1.3")
@@ -281,12 +294,112 @@ def _certificate_named_key_not(identity: IssuedIdentity, name: str) -> bytes:
         ),
     )
     safe = _der.encode(_der.SEQUENCE, cert_bag)
-    certs = _der.encode(
+    return _der.encode(
         _der.SEQUENCE,
         _der.encode_oid("1.2.840.113549.1.7.1")
         + _der.encode(0xA0, _der.encode(_der.OCTET_STRING, safe)),
     )
-    return _pfx([keyed, certs], JAVA_PW)
+
+
+@pytest.mark.keytool
+def test_a_key_without_a_certificate_beside_a_usable_one_is_left_out_as_java_does(
+    jdk_keytool: JDK, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """keytool lists a key whose certificate the file lacks with a chain of length 0, and
+    Java's key managers pass it by and serve the other keys; the whole store was
+    refused (h263, h283). It is an entry TLS cannot use now, listed in secret_keys
+    (keytool's PrivateKeyEntry), and a store left with no other key is still refused."""
+    ca = CA(name="certless")
+    good, gone = ca.issue_cert("good"), ca.issue_cert("gone")
+    orphan, _ = _key_info(gone, b"orphan")
+    path = tmp_path / "certless.p12"
+    path.write_bytes(_pfx([*_authenticated_safe(_keyed(good, b"good")), orphan], JAVA_PW))
+    listed = keytool_list(jdk_keytool, path, JAVA_PW)
+    assert listed["orphan"].entry_type == "PrivateKeyEntry" and listed["orphan"].chain_length == 0
+    assert listed["good"].chain_length == 1
+    with caplog.at_level("WARNING", logger="mtls"):
+        store = mtls.Keystore.load(path, JAVA_PW)
+    assert store.key_aliases == ("good",)
+    assert store.entry_type("orphan") == "PrivateKeyEntry"
+    kind = store.secret_keys["orphan"]
+    assert kind.startswith("private key without a certificate (keytool lists a chain of length 0")
+    assert "mtls delete --alias orphan, or keytool -delete -alias orphan" in kind
+    assert "key entry 'orphan' has no certificate" in caplog.text
+    assert mtls.client_context(store, verify=False) is not None
+    with pytest.raises(mtls.KeyEntryError, match="'orphan' is a private key without"):
+        store.certificate("orphan")
+    with pytest.raises(mtls.KeyEntryError, match="private keys without a certificate"):
+        store.to_bytes(JAVA_PW, store_type="PKCS12")  # never dropped in silence
+    # The store commands: writing back would drop it, so they refuse, the file as it
+    # was; `delete` of that entry removes it, the other entry kept (keytool reads it).
+    from mtls.cli import main
+
+    before = path.read_bytes()
+    assert main(["delete", "--keystore", str(path), "--password", JAVA_PW, "--alias", "good"]) == 1
+    assert main(["storepasswd", "--keystore", str(path), "--password", JAVA_PW,
+                 "--new-password", "changeit-43"]) == 1  # fmt: skip
+    assert path.read_bytes() == before
+    assert (
+        main(["delete", "--keystore", str(path), "--password", JAVA_PW, "--alias", "orphan"]) == 0
+    )
+    listed = keytool_list(jdk_keytool, path, JAVA_PW)
+    assert set(listed) == {"good"} and listed["good"].chain_length == 1
+    # The twin: the key alone (with a CA certificate) is still no keystore.
+    alone = tmp_path / "alone.p12"
+    alone.write_bytes(_pfx([orphan, _cert_info(ca.certificate, "ca", b"no-key-has-this")], JAVA_PW))
+    with pytest.raises(mtls.KeystoreFormatError, match="and the store has no other key entry"):
+        mtls.Keystore.load(alone, JAVA_PW)
+
+
+def test_two_keys_without_a_certificate_are_not_deleted_one_by_dropping_the_other(
+    tmp_path: Path,
+) -> None:
+    """Removing one would drop the other unasked: refused, saying how to keep what is
+    wanted (mtls convert --alias, or keytool -delete)."""
+    ca = CA(name="two certless")
+    good = ca.issue_cert("good")
+    one, _ = _key_info(ca.issue_cert("one"), b"one")
+    two, _ = _key_info(ca.issue_cert("two"), b"two")
+    path = tmp_path / "two.p12"
+    path.write_bytes(_pfx([*_authenticated_safe(_keyed(good, b"good")), one, two], JAVA_PW))
+    assert set(mtls.Keystore.load(path, JAVA_PW).secret_keys) == {"one", "two"}
+    from mtls.cli import main
+
+    before = path.read_bytes()
+    assert main(["delete", "--keystore", str(path), "--password", JAVA_PW, "--alias", "one"]) == 1
+    assert path.read_bytes() == before
+    kept = tmp_path / "kept.p12"
+    assert main(["convert", "--keystore", str(path), "--password", JAVA_PW, "--alias", "good",
+                 "--to", "PKCS12", "--out", str(kept), "--out-password", JAVA_PW]) == 0  # fmt: skip
+    assert mtls.Keystore.load(kept, JAVA_PW).aliases == ("good",)
+
+
+@pytest.mark.keytool
+def test_a_key_takes_its_own_certificate_among_several_with_its_local_key_id(
+    jdk_keytool: JDK, tmp_path: Path
+) -> None:
+    """Two certificates carry the key's localKeyId, another key's first: mtls took the
+    first in file order, and OpenSSL refused the pair (KEY_VALUES_MISMATCH) where Java
+    takes the one with the key's friendlyName too, else the last (h283); `mtls list`
+    showed the other as a key entry of its own, which keytool does not list."""
+    ca = CA(name="same id")
+    leaf, other = ca.issue_cert("leaf"), ca.issue_cert("other")
+    _, local_key_id = _key_info(leaf, b"leaf")
+    path = tmp_path / "same-id.p12"
+    path.write_bytes(
+        _pfx(
+            [_cert_info(other.certificate, "other", local_key_id),
+             *_authenticated_safe(_keyed(leaf, b"leaf"))],
+            JAVA_PW,
+        )
+    )  # fmt: skip
+    listed = keytool_list(jdk_keytool, path, JAVA_PW)
+    leaf_sha = leaf.certificate.fingerprint(hashes.SHA256()).hex(":").upper()
+    assert set(listed) == {"leaf"} and listed["leaf"].sha256[0] == leaf_sha
+    store = mtls.Keystore.load(path, JAVA_PW)
+    assert store.certificate("leaf") == leaf.certificate
+    assert mtls.client_context(store, verify=False) is not None
+    assert mtls.Keystore.inspect(path, JAVA_PW).key_aliases == ("leaf",)
 
 
 @pytest.mark.keytool
