@@ -34,6 +34,8 @@ A URL becomes the ``(host, port)`` profiles are looked up by in one place,
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__: list[str] = []
 
 
@@ -60,6 +62,61 @@ def _describe(integration: object) -> str:
     target = getattr(integration, "_target", None)
     to = f" to {target!r}" if isinstance(target, str) else ""
     return f"<{type(integration).__name__}{to} for {profile_set!r}{client}>"
+
+
+def _from_tls(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was caused by, a failed TLS handshake (``ssl.SSLError``,
+    a certificate error): through ``__cause__``, ``__context__``, and the ``reason``
+    and exceptions in ``args`` that urllib3 and requests wrap it in."""
+    import ssl  # noqa: PLC0415 - this package imports nothing until used
+
+    seen: set[int] = set()
+    todo: list[object] = [exc]
+    while todo and len(seen) < 16:
+        found = todo.pop()
+        if not isinstance(found, BaseException) or id(found) in seen:
+            continue
+        seen.add(id(found))
+        if isinstance(found, ssl.SSLError | ssl.CertificateError):
+            return True
+        todo += [found.__cause__, found.__context__, getattr(found, "reason", None)]
+        todo += [arg for arg in found.args if isinstance(arg, BaseException)]
+    return False
+
+
+def _note_tls_failure(
+    exc: BaseException,
+    profile_set: Any,
+    origin: tuple[str, int] | None,
+    client_id: str | None,
+) -> None:
+    """Add a note to a failed handshake's exception, as the client raises it: which
+    profile (and stores) the request went with, and the command that explains the
+    failure. The clients' own messages name neither (h284: "certificate verify
+    failed" with three profiles in the set). Never a password: the profile as its
+    messages name it, the stores by their shown locations."""
+    if origin is None or not _from_tls(exc):
+        return
+    host, port = origin
+    try:
+        profile = profile_set.profile_for(host, port, client_id=client_id)
+    except Exception:  # a wrapper's lookup: the exception goes on as it was
+        return
+    if profile is None:
+        served = "the set's default (no profile names it)"
+    else:
+        stores = [
+            f"{role} {store.shown_location}"
+            for role, store in (("keystore", profile.keystore), ("truststore", profile.truststore))
+            if store is not None
+        ]
+        served = f"{profile}" + (f" ({', '.join(stores)})" if stores else "")
+    note = (
+        f"mtls: {host}:{port} is served by {served}; mtls probe https://{host}:{port}/ "
+        "with --profiles FILE (or --deployment-toml FILE) shows which side refused and why"
+    )
+    if note not in getattr(exc, "__notes__", ()):
+        exc.add_note(note)
 
 
 def _require_profile_set(value: object, who: str, *, materials: bool = False) -> None:

@@ -42,7 +42,7 @@ from .._config import DEFAULT_PORTS
 from .._fork import renew_attributes_after_fork
 from .._log import log
 from .._revocation import DIALLED_PORT, OwedCheck, pending_check
-from . import _describe, _missing_extra, _require_profile_set
+from . import _describe, _missing_extra, _note_tls_failure, _require_profile_set
 from ._pools import _close_each, _ContextPools, _Entry, _subscribe_weakly
 
 try:
@@ -266,8 +266,9 @@ class MTLSTransport(httpx.BaseTransport):
             return self._fallback_transport().handle_request(request)
         try:
             response = entry.resource.handle_request(request)
-        except BaseException:
+        except BaseException as exc:
             self._release(entry)
+            _note_tls_failure(exc, self.profile_set, origin, self.client_id)
             raise
         assert isinstance(response.stream, httpx.SyncByteStream)
         leased = entry
@@ -385,8 +386,9 @@ class AsyncMTLSTransport(httpx.AsyncBaseTransport):
             finally:
                 if dialled is not None:
                     DIALLED_PORT.reset(dialled)
-        except BaseException:
+        except BaseException as exc:
             await self._release(entry)
+            _note_tls_failure(exc, self.profile_set, origin, self.client_id)
             raise
         assert isinstance(response.stream, httpx.AsyncByteStream)
         leased = entry

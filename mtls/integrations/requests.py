@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._config import tls_origin
 from .._log import log
-from . import _describe, _missing_extra, _require_profile_set
+from . import _describe, _missing_extra, _note_tls_failure, _require_profile_set
 from ._pools import _close_each, _ContextPools, _Entry, _subscribe_weakly
 
 try:
@@ -259,6 +259,9 @@ class MTLSAdapter(HTTPAdapter):
                 cert=cert,
                 proxies=proxies,
             )
+        except requests.exceptions.SSLError as exc:
+            _note_tls_failure(exc, self.profile_set, origin, self.client_id)
+            raise
         finally:
             lease.request, lease.entry, lease.verify = saved
             if entry is not None:

@@ -43,6 +43,7 @@ __all__ = [
     "Backends",
     "Identities",
     "assert_each_backend_sees_its_identity",
+    "assert_noted",
     "established",
     "identities",
     "running_backends",
@@ -289,3 +290,19 @@ def established(client_port: int, server_port: int) -> bool:
 
 def tcp_table_available() -> bool:
     return os.path.exists("/proc/net/tcp")
+
+
+def assert_noted(exc: BaseException, profiles: SSLProfileSet, url: str) -> None:
+    """A failed handshake's exception, as the client raised it, names the profile the
+    request went with, its truststore, and the probe that explains it (h284)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    assert parts.hostname is not None and parts.port is not None
+    profile = profiles.profile_for(parts.hostname, parts.port)
+    assert profile is not None and profile.truststore is not None
+    (note,) = [n for n in getattr(exc, "__notes__", ()) if n.startswith("mtls: ")]
+    assert f"{parts.hostname}:{parts.port} is served by {profile}" in note
+    assert f"truststore {profile.truststore.shown_location}" in note
+    assert f"mtls probe https://{parts.hostname}:{parts.port}/" in note
+    assert PASSWORD not in note

@@ -14,7 +14,12 @@ import pytest
 
 from mtls import SSLProfileSet
 from mtls.integrations.httpx import AsyncMTLSTransport, MTLSTransport, async_client, client
-from tests.integrations._backend import Backends, assert_each_backend_sees_its_identity, settings_of
+from tests.integrations._backend import (
+    Backends,
+    assert_each_backend_sees_its_identity,
+    assert_noted,
+    settings_of,
+)
 
 pytestmark = pytest.mark.keytool
 
@@ -89,8 +94,20 @@ def test_async_url_without_profile_is_refused(profiles, backends: Backends, monk
 def test_wrong_ca_in_the_truststore_fails_verification(tmp_path, backends: Backends):
     xml = backends.write_profiles(tmp_path / "p.xml", trust=backends.pki.other_trust)
     with SSLProfileSet.from_xml(xml) as profiles, client(profiles) as http:
-        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED") as caught:
             http.get(backends.url("b"))
+        # Which profile and stores the request went with (h284: nothing said so).
+        assert_noted(caught.value, profiles, backends.url("b"))
+
+        async def main() -> BaseException:
+            async with async_client(profiles) as ahttp:
+                try:
+                    await ahttp.get(backends.url("b"))
+                except (httpx.TransportError, ssl.SSLError) as exc:
+                    return exc
+            raise AssertionError("the handshake passed")
+
+        assert_noted(asyncio.run(main()), profiles, backends.url("b"))
 
 
 def test_contexts_are_not_changed_by_httpx(profiles, backends: Backends):

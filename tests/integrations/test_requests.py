@@ -18,6 +18,7 @@ from tests.integrations._backend import (
     PASSWORD,
     Backends,
     assert_each_backend_sees_its_identity,
+    assert_noted,
     settings_of,
     store_xml,
 )
@@ -55,8 +56,12 @@ def test_a_url_without_profile_sends_no_certificate_and_is_refused(
 def test_wrong_ca_in_the_truststore_fails_verification(tmp_path, backends: Backends):
     xml = backends.write_profiles(tmp_path / "p.xml", trust=backends.pki.other_trust)
     with SSLProfileSet.from_xml(xml) as profiles, session(profiles) as http:
-        with pytest.raises(requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"):
+        with pytest.raises(
+            requests.exceptions.SSLError, match="CERTIFICATE_VERIFY_FAILED"
+        ) as caught:
             http.get(backends.url("c"))
+        # Which profile and stores the request went with (h284: nothing said so).
+        assert_noted(caught.value, profiles, backends.url("c"))
 
 
 def test_urllib3_leaves_the_shared_contexts_unchanged(
