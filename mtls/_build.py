@@ -812,9 +812,12 @@ class Builder:
             Unstable: a file changed between two reads; try again next check.
             Interrupted: ``close()`` was called.
         """
-        trust_config = profile.truststore or self.options.default_truststore
         # novalidatecert applies only without a truststore: a given TrustStore wins (WSO2).
         verify = not (profile.novalidatecert and profile.truststore is None)
+        # Without verification no anchors are read: the default truststore was loaded,
+        # watched and shown in status() as the profile's anchors, and a broken one
+        # failed a profile that never uses it (h282; WSO2 trusts all there, reading none).
+        trust_config = profile.truststore or (self.options.default_truststore if verify else None)
         crls = (profile.crls, profile.crl_check)
         in_service = None if serving is None else self._key_of.get(id(serving.context))
         # What else tells definitions apart rides along, so that each definition given
@@ -1535,7 +1538,8 @@ class Builder:
         every = [*profiles, *([default] if default else [])]
         fallback = self.options.default_truststore
         for profile in every:
-            keystore, truststore = profile.keystore, profile.truststore or fallback
+            keystore = profile.keystore
+            truststore = profile.truststore or (None if profile.novalidatecert else fallback)
             if keystore is not None:
                 configs[id(keystore)] = keystore
             if truststore is not None:

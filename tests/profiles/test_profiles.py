@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import logging
@@ -1510,6 +1511,31 @@ def test_novalidatecert_without_truststore_turns_verification_off(tmp_path, pki,
     strict = SSLProfileSet.from_xml(xml2).context_for("localhost", backend.port)
     with pytest.raises(ssl.SSLCertVerificationError):
         whoami(strict, backend.port)
+
+
+def test_novalidatecert_without_truststore_reads_no_default_truststore(tmp_path, pki, backend):
+    """Verification off: the set's default truststore was loaded, watched and shown in
+    status() as the profile's anchors, and a broken one failed the profile, which never
+    uses it (h282; WSO2 trusts all there and reads none)."""
+    broken = tmp_path / "broken-trust.jks"
+    broken.write_bytes(b"not a truststore")
+    default_trust = mtls.StoreConfig(location=broken, password=PASSWORD)
+    off = mtls.SSLProfile(
+        servers=(f"localhost:{backend.port}",),
+        keystore=mtls.StoreConfig(location=pki["gw1"], password=PASSWORD),
+        novalidatecert=True,
+    )
+    with SSLProfileSet([off], default_truststore=default_trust, reload_interval=None) as profiles:
+        ctx = profiles.context_for("localhost", backend.port)
+        assert ctx is not None and ctx.verify_mode == ssl.CERT_NONE
+        assert whoami(ctx, backend.port)["client_cn"] == "gateway-one"
+        (entry,) = profiles.status().profiles
+        assert [f.role for f in entry.files] == ["keystore"]
+        assert entry.anchors == () and entry.healthy
+    # The twin: a profile that verifies uses the default truststore, and fails on it.
+    on = dataclasses.replace(off, novalidatecert=False)
+    with pytest.raises(mtls.KeystoreError, match=r"broken-trust\.jks"):
+        SSLProfileSet([on], default_truststore=default_trust, reload_interval=None)
 
 
 def test_key_alias_picks_one_of_several_keys(tmp_path, pki, backend):
