@@ -16,7 +16,7 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, cast
 from urllib.parse import urlsplit
 
 from ._errors import ProfileConfigError, servers_shown
@@ -199,6 +199,7 @@ def parse_server(item: str, *, path: str | None = None, written: str | None = No
         host, _, rest = text[1:].partition("]")
         port_text = rest[1:] if rest.startswith(":") else ""
         if port_text and host.strip() and not (":" in host and is_ip_literal(host.strip())):
+            _refuse_long(host.strip(), text, path, written)  # before a warning quotes it
             _bracketed(host.strip(), text, path, written)
     else:
         host, sep, port_text = text.rpartition(":")
@@ -232,6 +233,7 @@ def parse_server(item: str, *, path: str | None = None, written: str | None = No
             and "{" not in host  # a template's {{...}} left unrendered
             and ";" not in host  # entries separated by a semicolon
             and host.isprintable()  # no tab, newline or other control character
+            and len(host) <= MAX_HOST
         ):
             # One int object per port number (a thousand profiles on 8243 share one;
             # Python caches only up to 256): 28 bytes a profile.
@@ -298,6 +300,7 @@ def parse_server(item: str, *, path: str | None = None, written: str | None = No
             servers=(text,),
             element="servers",
         )
+    _refuse_long(host.strip(), text, path, written)
     _plain(host, warn=f"{path or 'profile'}: server {written or repr(text)}")
     if host != host.strip():
         # WSO2 trims the entry, not the name inside it: "a.test :443" never matches
@@ -315,6 +318,31 @@ def parse_server(item: str, *, path: str | None = None, written: str | None = No
     if normalized != host.strip().lower():
         _warn_respelled(host.strip(), normalized, path, written or repr(text))
     return normalized, checked
+
+
+#: The longest host name DNS can carry (RFC 1035: 253 characters of text); IPv6
+#: literals are shorter.
+MAX_HOST: Final = 253
+
+
+def _refuse_long(host: str, text: str, path: str | None, written: str | None) -> None:
+    """Refuse a host name no request can name (a 3 MB name loaded, and every warning,
+    status() and `mtls check` carried it whole, h282).
+
+    Raises:
+        ProfileConfigError: ``host`` is longer than :data:`MAX_HOST`.
+    """
+    if len(host) <= MAX_HOST:
+        return
+    shown = written or (repr(text) if len(text) <= 80 else repr(f"{text[:48]}...{text[-16:]}"))
+    raise ProfileConfigError(
+        f"{path or 'profile'}: server {shown} has a host name of {len(host):,} characters; "
+        f"DNS names have at most {MAX_HOST}, so no request ever names it (WSO2 loads it "
+        "and never matches it): check <servers>",
+        path=path,
+        servers=(shown,),
+        element="servers",
+    )
 
 
 def _bracketed(inner: str, text: str, path: str | None, written: str | None) -> None:
@@ -741,6 +769,7 @@ class SSLProfile:
                         servers=(str(item),),
                         element="servers",
                     )
+                _refuse_long(host.strip(), str(host), None, None)
                 host = normalize_host(host)
                 if not host or not 0 < port < 65536:
                     raise ProfileConfigError(

@@ -162,3 +162,27 @@ def test_nested_containers_are_found_whatever_the_spelling(prefix: str, encoding
     )
     expected = ["a:1", "deep:1"] if inner == "customSSLProfiles" else ["a:1"]
     assert parse(text.encode(encoding)) == expected
+
+
+@pytest.mark.parametrize(
+    "entry",
+    ["{}:443", "[{}]:443", " {} :443"],
+    ids=["plain", "bracketed", "spaced"],
+)
+def test_a_host_name_longer_than_dns_allows_is_refused_unquoted(
+    entry: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 3 MB host name loaded, and every warning, status() and `mtls check` carried it
+    whole (h282): no request can name it (DNS names have at most 253 characters)."""
+    long = "x" * 3_000_000 + ".test"
+    with caplog.at_level("WARNING", logger="mtls"), pytest.raises(ProfileConfigError) as info:
+        parse(BODY.replace("{}:443", entry.format(long)))
+    assert "has a host name of 3,000,005 characters" in str(info.value)
+    assert len(str(info.value)) < 1000 and len(caplog.text) < 1000
+    # The longest name DNS carries is read, from the file and from code alike.
+    assert parse(BODY.format("a" * 253)) == [f"{'a' * 253}:443"]
+    import mtls
+
+    with pytest.raises(ProfileConfigError, match="host name of 254 characters"):
+        mtls.SSLProfile(servers=(("a" * 254, 443),))
+    assert mtls.SSLProfile(servers=(("a" * 253, 443),)).servers == (("a" * 253, 443),)
