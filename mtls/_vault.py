@@ -162,6 +162,19 @@ def java_lines(text: str) -> list[str]:
     return lines
 
 
+def _utf16(path: Path | None) -> bool:
+    """Whether a properties file looks UTF-16: a byte-order mark or NUL bytes in its
+    first kilobyte (never raises: a file that cannot be read is no hint)."""
+    if path is None:
+        return False
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1024)
+    except OSError:
+        return False
+    return head[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in head
+
+
 def read_properties(data: bytes) -> dict[str, str]:
     """Parse a Java ``.properties`` file (``java.util.Properties.load``, ISO-8859-1).
 
@@ -495,6 +508,14 @@ class SecureVault:
                 f"{self.home}: it has neither {self._toml.name} nor cipher-text.properties"
             )
             fix = "add it and run ciphertool, or fix the alias"
+            if _utf16(self._cipher_text):
+                # Windows editors save UTF-16; Java's Properties reads ISO-8859-1, so WSO2
+                # finds no alias there either (h282: "add it", where it was).
+                fix = (
+                    f"{self._cipher_text} is saved as UTF-16 (it has NUL bytes), which "
+                    "Java's Properties, and so WSO2, read as ISO-8859-1 and find no alias "
+                    "in: save it as ASCII, as the cipher tool writes it"
+                )
             if not self.home.is_dir():  # a typo in the home: not a missing alias
                 where = f"{self.home}, which is not a directory"
                 fix = "give the product home (the directory that holds conf/ and repository/)"

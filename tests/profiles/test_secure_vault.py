@@ -485,6 +485,26 @@ def test_a_plain_text_cipher_text_properties_value_is_not_marked(tmp_path, store
     assert len(records) == 1 and not getattr(records[0], "mtls_wso2_cannot_load", False)
 
 
+def test_a_cipher_text_properties_saved_as_utf16_is_named_as_such(tmp_path, stores) -> None:
+    """A Windows editor's UTF-16 file: "no secret alias ...: add it and run ciphertool",
+    where the alias was (h282). Java's Properties reads ISO-8859-1, so WSO2 finds none
+    either: the message says what the file is. The twin: saved as ASCII, it is found."""
+    home = make_home(
+        tmp_path,
+        stores,
+        secret_conf={"secVault.enabled": "true"},
+        cipher_text={"p": "[not-encrypted-yet]"},
+    )
+    path = home / "repository" / "conf" / "security" / "cipher-text.properties"
+    ascii_text = path.read_text()
+    path.write_text(ascii_text, encoding="utf-16")
+    with pytest.raises(SecureVaultError, match=r"is saved as UTF-16 \(it has NUL bytes\)") as info:
+        SecureVault(home)("p")
+    assert "not-encrypted-yet" not in str(info.value)
+    path.write_text(ascii_text)
+    assert SecureVault(home)("p").reveal() == "not-encrypted-yet"
+
+
 _FILE_PROVIDER = "org.wso2.securevault.secret.repository.FileBaseSecretRepositoryProvider"
 _VAULT_PROVIDER = (
     "org.wso2.carbon.securevault.hashicorp.repository.HashiCorpSecretRepositoryProvider"
