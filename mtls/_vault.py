@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import hashlib
 import json
 import os
@@ -160,6 +161,18 @@ def java_lines(text: str) -> list[str]:
     if lines and lines[-1] == "":
         lines.pop()
     return lines
+
+
+def _unreadable(exc: OSError) -> str:
+    """The fix for a vault file that cannot be read, after its reason (h282: a loop of
+    symbolic links was "check its permissions"; an unreadable keystore said nothing)."""
+    if isinstance(exc, IsADirectoryError):
+        return "it is a directory: give the file's path"
+    if exc.errno == errno.ELOOP:
+        return "its symbolic links form a loop (ls -l shows where each points)"
+    if exc.errno == errno.ENOTDIR:
+        return "check the path (a part of it is a file, not a directory)"
+    return "check its permissions"
 
 
 def _utf16(path: Path | None) -> bool:
@@ -759,11 +772,7 @@ class SecureVault:
                     dangling = f"{path}: {cannot_read_fix(exc, path) or exc.strerror}"
                 continue
             except OSError as exc:
-                fix = cannot_read_fix(exc, path) or (
-                    "it is a directory: give the file's path"
-                    if isinstance(exc, IsADirectoryError)
-                    else "check its permissions"
-                )
+                fix = cannot_read_fix(exc, path) or _unreadable(exc)
                 raise SecureVaultError(
                     f"{path}: cannot read the keystore password file ({exc.strerror}): {fix}",
                     path=path,
@@ -862,8 +871,13 @@ class SecureVault:
                 path=config.keystore,
             ) from None
         except (OSError, ValueError) as exc:  # ValueError: a NUL in a configured path
+            fix = (
+                cannot_read_fix(exc, config.keystore) or _unreadable(exc)
+                if isinstance(exc, OSError)
+                else "check the configured path"
+            )
             raise SecureVaultError(
-                f"{where} cannot be read ({getattr(exc, 'strerror', None) or exc})",
+                f"{where} cannot be read ({getattr(exc, 'strerror', None) or exc}): {fix}",
                 path=config.keystore,
             ) from None
         try:

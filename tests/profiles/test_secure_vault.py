@@ -635,6 +635,13 @@ def test_a_password_file_that_is_a_directory_says_so(tmp_path, stores, values, m
     assert message.startswith(f"{target}: cannot read the keystore password file")
     assert "it is a directory: give the file's path" in message
     target.rmdir()
+    # A loop of symbolic links was "check its permissions" too (h282).
+    loop = home / "loop"
+    loop.symlink_to(target)
+    target.symlink_to(loop)
+    with pytest.raises(SecureVaultError, match="its symbolic links form a loop"):
+        SecureVault(home)("a")
+    target.unlink()
     target.write_text(PASSWORD + "\n")
     assert SecureVault(home)("a").reveal() == "plain-pkcs1"
 
