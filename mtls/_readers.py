@@ -991,13 +991,15 @@ def _parse_pkcs12(
     # table (None: Java never registers it); the table keeps one entry per alias (below).
     keys: list[tuple[int, str | None, KeyEntry]] = []
     unnamed = _Unnamed(contents.unnamed)
-    # Java keeps a key without a localKeyId only when it is the one private key.
-    shrouded = sum(1 for key in contents.keys if key.order)
+    # Java keeps a key without a localKeyId only when it is the first private key it
+    # reads (its count of keys so far is 1: h286, a later one with an id beside it).
+    first_shrouded = next((key for key in contents.keys if key.order), None)
     notes: list[str] = []
     # The localKeyIds keys took a certificate by: another certificate with one is no
     # key entry of its own (h283: listed as one, which keytool does not list).
     paired: set[bytes] = set()
-    # Decrypted keys without a certificate: (order, Java's alias or None, (alias, why)).
+    # Decrypted keys without a certificate: (order, Java's alias or None, (alias, why)),
+    # why marked (_CERTLESS) until the alias is final (:func:`_certless_kind`).
     certless: list[tuple[int, str | None, tuple[str, str]]] = []
     if contents.pbmac1:
         notes.append(
@@ -1063,12 +1065,17 @@ def _parse_pkcs12(
             leaf_at = index_of.first_without_id() if lone else None
             if leaf_at is None and certs:
                 continue  # its certificates are read below
-        registered = key.order and (key.local_key_id is not None or shrouded == 1)
+        registered = key.order and (key.local_key_id is not None or key is first_shrouded)
         if leaf_at is None:
             name = unnamed.alias(key.alias, number=key.number)
+            named_alike = key.alias is not None and any(
+                fold(cert.alias or "") == fold(key.alias) for cert in certs
+            )
             listed = (
                 "keytool lists no such entry: it skips an unencrypted keyBag"
                 if key.plain
+                else "keytool lists it with the certificate of its name, another key's"
+                if registered and named_alike  # Java pairs by friendlyName too (h286)
                 else "keytool lists a chain of length 0"
                 if registered
                 else "keytool lists no such entry"
@@ -1082,7 +1089,7 @@ def _parse_pkcs12(
             # Java's key managers pass such a key by and serve the others (h263, h283:
             # the whole store was refused): an entry TLS cannot use, as a sealed public
             # key is. A store left with no usable key is refused below.
-            certless.append((key.order, name if registered else None, (name, listed)))
+            certless.append((key.order, name if registered else None, (name, _CERTLESS + listed)))
             continue
         chain = index_of.chain_from(leaf_at)
         # Java names a key by its own friendlyName, else its number ("1"): so does mtls,
@@ -1119,29 +1126,10 @@ def _parse_pkcs12(
             keys.append((0, None, KeyEntry(alias, b"", tuple(chain))))  # the key's bag unread
         else:
             loose.append((cert.alias, cert.der))
-    if certless and not keys:
-        name, listed = certless[0][2]
-        raise KeystoreFormatError(
-            f"{where}: key entry {name!r} has no certificate ({listed}; TLS cannot use it), "
-            "and the store has no other key entry: export the store again with the key's "
-            "certificate chain",
-            path=path,
-        )
-    for _, _, (name, listed) in certless:
-        log.warning(
-            "%s: key entry %s has no certificate (%s): left out, as Java's key managers "
-            "pass it by; TLS cannot use it (Keystore.secret_keys lists it)",
-            where,
-            _jks.shown(name),
-            listed,
-        )
     secrets = [
         (order, name if order else None, (name, kind))
         for order, (name, kind) in zip(contents.secrets_order, contents.secrets, strict=True)
-    ] + [
-        (order, java, (name, _certless_kind(name, listed, java)))
-        for order, java, (name, listed) in certless
-    ]
+    ] + certless
     kept, dropped = _java_table(
         [(o, java) for o, java, _ in (*keys, *trusted, *secrets) if java is not None]
     )
@@ -1170,13 +1158,37 @@ def _parse_pkcs12(
     def own(java: str | None, alias: str) -> str:
         return alias if alias == java else unique_alias(alias, taken)
 
+    final_keys = [
+        e if (a := own(j, e.alias)) == e.alias else replace(e, alias=a) for j, e in key_list
+    ]
+    final_secrets: list[tuple[str, str]] = []
+    for java, (name, what) in secret_list:
+        alias, kind = own(java, name), what
+        if kind.startswith(_CERTLESS):  # named now: the remedy names the final alias
+            listed = kind.removeprefix(_CERTLESS)
+            if not final_keys:  # a store with no usable key is refused, as before
+                raise KeystoreFormatError(
+                    f"{where}: key entry {alias!r} has no certificate ({listed}; TLS cannot "
+                    "use it), and the store has no other key entry: export the store again "
+                    "with the key's certificate chain",
+                    path=path,
+                )
+            log.warning(
+                "%s: key entry %s has no certificate (%s): left out, as Java's key "
+                "managers pass it by; TLS cannot use it (Keystore.secret_keys lists it)",
+                where,
+                _jks.shown(alias),
+                listed,
+            )
+            kind = _certless_kind(alias, listed, java)
+        final_secrets.append((alias, kind))
     index_of.say_passed_over(where)
     return Parsed(
         "PKCS12",
-        [e if (a := own(j, e.alias)) == e.alias else replace(e, alias=a) for j, e in key_list],
+        final_keys,
         [(own(j, e[0]), e[1]) for j, e in trust_list],
         loose,
-        [(own(j, e[0]), e[1]) for j, e in secret_list],
+        final_secrets,
         notes,
         passwordless=contents.passwordless,
     )
@@ -1185,6 +1197,7 @@ def _parse_pkcs12(
 #: How :attr:`Keystore.secret_keys` starts the description of a key entry that has no
 #: certificate (the rest says why and what removes it).
 CERTLESS_KIND: Final = "private key without a certificate"
+_CERTLESS: Final = "\x00certless:"  # marks such an entry's "why" until its alias is final
 
 
 def _certless_kind(name: str, listed: str, java: str | None) -> str:

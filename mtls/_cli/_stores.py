@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -147,21 +148,12 @@ def _open_to_add(
         for alias, kind in store.secret_keys.items()
         if removing is None or fold(alias) != fold(removing)
     }
-    certless = {alias: kind for alias, kind in kept.items() if kind.startswith(CERTLESS_KIND)}
-    if certless:
-        # A key without a certificate (Java's key managers pass it by) cannot be written
-        # back, and dropping it unasked would change the store (h263, h283).
-        listed = "; ".join(f"{alias!r}: {kind}" for alias, kind in certless.items())
-        several = (
-            " (with several, mtls delete removes none while another stays: keep the "
-            "entries you want with mtls convert --alias ALIAS, or use keytool -delete)"
-            if len(certless) > 1 or len(kept) < len(store.secret_keys)
-            else ""
-        )
-        raise CLIError(
-            f"{path}: mtls cannot write this store back without dropping its key "
-            f"entries without a certificate, so it changes nothing: {listed}{several}"
-        )
+    deleting = any(
+        fold(alias) == fold(removing) and kind.startswith(CERTLESS_KIND)
+        for alias, kind in store.secret_keys.items()
+        if removing is not None
+    )
+    _refuse_certless(path, kept, deleting=deleting)
     if kept:
         names = ", ".join(repr(alias) for alias in kept)
         raise CLIError(
@@ -170,6 +162,34 @@ def _open_to_add(
             "or keep the certificates in a store of their own"
         )
     return store, key_password
+
+
+def _refuse_certless(path: Path, entries: Mapping[str, str], *, deleting: bool = False) -> None:
+    """Refuse a write that would drop key entries without a certificate (Java's key
+    managers pass them by; mtls cannot write them back, and dropping them unasked
+    would change the store: h263, h283), naming each and what removes it.
+
+    Raises:
+        CLIError: ``entries`` (the store's :attr:`Keystore.secret_keys`, less the
+            one ``delete`` removes: ``deleting``, when that one is such a key) hold
+            such a key.
+    """
+    certless = {alias: kind for alias, kind in entries.items() if kind.startswith(CERTLESS_KIND)}
+    if not certless:
+        return
+    listed = "; ".join(f"{alias!r}: {kind}" for alias, kind in certless.items())
+    several = (
+        " (mtls delete removes one only when no other stays: remove the others first "
+        "with keytool -delete for each keytool lists; one it does not list needs the "
+        "store exported again, for example with openssl pkcs12 -export, with the keys "
+        "and certificates to keep)"
+        if len(certless) > 1 or deleting
+        else ""
+    )
+    raise CLIError(
+        f"{path}: mtls cannot write this store back without dropping its key entries "
+        f"without a certificate, so it changes nothing: {listed}{several}"
+    )
 
 
 def _write_back(
@@ -786,7 +806,7 @@ def _entries(store: Keystore, only: str | None) -> list[dict[str, Any]]:
         kind = store.entry_type(alias)  # KeyEntryError names the aliases there are
         name = next((a for a in store.aliases if fold(a) == fold(alias)), alias)
         entry: dict[str, Any] = {"alias": name, "kind": kind, "chain": []}
-        if kind == "SecretKeyEntry":
+        if name in store.secret_keys:  # a certless key is keytool's PrivateKeyEntry (h286)
             entry["note"] = store.secret_keys[name]
         else:
             entry["chain"] = [_der_info(der) for der in store._chain_der(alias)]
@@ -861,7 +881,7 @@ def cmd_list(args: argparse.Namespace, out: Output, logs: LogCollector) -> int:
                 out.line(f"  [{index}]")
                 indent = "      "
             certificate_lines(out, info, indent)
-        if args.rfc and entry["kind"] != "SecretKeyEntry":  # a secret key has none
+        if args.rfc and "note" not in entry:  # a secret key, a certless key: none
             for der in store._chain_der(entry["alias"]):
                 out.write(_x509.der_to_pem(der))
     _show_warnings(out, logs)
@@ -964,6 +984,7 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
         check_new_password(out_password, str(target))
     if store.secret_keys:
         # Never dropped in silence (a store of secret keys alone became an empty one).
+        _refuse_certless(source, store.secret_keys)
         names = ", ".join(repr(alias) for alias in store.secret_keys)
         raise CLIError(
             f"{source}: secret-key entries {names} cannot be converted (mtls lists them "
@@ -1065,6 +1086,7 @@ def _merged_into(
         else load_keystore(target, password, args.out_key_password, destination=True)
     )
     if destination.secret_keys:
+        _refuse_certless(target, destination.secret_keys)
         raise CLIError(f"{target} holds secret-key entries, which mtls cannot write back: "
                        "merge with keytool -importkeystore")  # fmt: skip
     taken = {fold(alias): alias for alias in destination.aliases}

@@ -374,6 +374,74 @@ def test_two_keys_without_a_certificate_are_not_deleted_one_by_dropping_the_othe
     assert mtls.Keystore.load(kept, JAVA_PW).aliases == ("good",)
 
 
+def _bare_key_info(identity: IssuedIdentity, name: bytes, *, encrypted: bool = True) -> bytes:
+    """The ContentInfo of ``identity``'s key alone, with no localKeyId: shrouded under
+    JAVA_PW, or a plain keyBag."""
+    protection = (
+        serialization.PrivateFormat.PKCS12.encryption_builder()
+        .kdf_rounds(2048)
+        .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
+        .hmac_hash(hashes.SHA1())
+        .build(JAVA_PW.encode())
+        if encrypted
+        else serialization.NoEncryption()
+    )
+    data = pkcs12.serialize_key_and_certificates(name, identity.private_key, None, None, protection)
+    (info,) = _authenticated_safe(data)
+    return info
+
+
+@pytest.mark.keytool
+def test_keys_without_a_certificate_as_java_names_and_counts_them(
+    jdk_keytool: JDK, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """h286, on the first version of the change above: a certless key that takes the
+    only usable key's alias (Java keeps the later one) loaded a store with no usable
+    key; the remedy named an alias the entry did not have; `mtls list` failed on a
+    plain keyBag without a certificate; convert sent such a store to keytool
+    -importkeystore, which fails on it; and a key without a localKeyId read first,
+    which Java registers, was said to be no entry keytool lists."""
+    from mtls.cli import main
+
+    ca = CA(name="java counts")
+    good = _authenticated_safe(_keyed(ca.issue_cert("good"), b"good"))
+    # Java keeps the later of two aliases alike: the certless key, no usable one.
+    shadowed = tmp_path / "shadowed.p12"
+    shadowed.write_bytes(_pfx([*good, _key_info(ca.issue_cert("x"), b"GOOD")[0]], JAVA_PW))
+    with pytest.raises(mtls.KeystoreFormatError, match="and the store has no other key entry"):
+        mtls.Keystore.load(shadowed, JAVA_PW)
+    # A key without a localKeyId after one with it: Java does not register it, and mtls
+    # names it apart; the remedy names that alias.
+    renamed = tmp_path / "renamed.p12"
+    renamed.write_bytes(_pfx([*good, _bare_key_info(ca.issue_cert("y"), b"good")], JAVA_PW))
+    assert set(keytool_list(jdk_keytool, renamed, JAVA_PW)) == {"good"}
+    store = mtls.Keystore.load(renamed, JAVA_PW)
+    assert store.key_aliases == ("good",) and list(store.secret_keys) == ["good-2"]
+    assert "keytool lists no such entry" in store.secret_keys["good-2"]
+    assert "mtls delete --alias good-2)" in store.secret_keys["good-2"]
+    assert main(["delete", "--keystore", str(renamed), "--password", JAVA_PW,
+                 "--alias", "good-2"]) == 0  # fmt: skip
+    assert mtls.Keystore.load(renamed, JAVA_PW).aliases == ("good",)
+    # The same key read first: Java registers it (a chain of length 0).
+    first = tmp_path / "first.p12"
+    first.write_bytes(_pfx([_bare_key_info(ca.issue_cert("z"), b"lone"), *good], JAVA_PW))
+    listed = keytool_list(jdk_keytool, first, JAVA_PW)
+    assert listed["lone"].chain_length == 0
+    kind = mtls.Keystore.load(first, JAVA_PW).secret_keys["lone"]
+    assert "keytool lists a chain of length 0" in kind and "keytool -delete -alias lone" in kind
+    # A plain keyBag without a certificate: listed (it failed the listing), and a
+    # conversion is refused with what removes it, not keytool -importkeystore.
+    bag = tmp_path / "bag.p12"
+    bag.write_bytes(_pfx([*good, _bare_key_info(ca.issue_cert("w"), b"bag", encrypted=False)],
+                         JAVA_PW))  # fmt: skip
+    assert main(["list", "--keystore", str(bag), "--password", JAVA_PW]) == 0
+    assert main(["convert", "--keystore", str(bag), "--password", JAVA_PW, "--to", "JKS",
+                 "--out", str(tmp_path / "out.jks"), "--out-password", JAVA_PW]) == 1  # fmt: skip
+    assert not (tmp_path / "out.jks").exists()
+    refused = capsys.readouterr().err
+    assert "mtls delete --alias bag" in refused and "importkeystore" not in refused
+
+
 @pytest.mark.keytool
 def test_a_key_takes_its_own_certificate_among_several_with_its_local_key_id(
     jdk_keytool: JDK, tmp_path: Path
