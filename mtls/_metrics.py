@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import threading
-from collections.abc import Callable, Iterator
+import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from ._errors import shown_text
 from ._log import log
@@ -221,25 +222,24 @@ def _revocation(status: ProfileSetStatus) -> list[tuple[str, int]]:
     return sorted(counts.items())
 
 
-#: Set names whose ``status()`` failed at a collection, said once until it works again.
-_FAILING: set[str] = set()
+#: The sets whose ``status()`` failed at a collection, said once until it works again
+#: (held weakly: a set closed and replaced under its name is said anew, h287).
+_FAILING: weakref.WeakSet[Any] = weakref.WeakSet()
 _FAILING_LOCK = threading.Lock()
-_FAILING_AT_MOST = 1024
 
 
-def set_metrics(status: Callable[[], ProfileSetStatus], set_name: str) -> list[Metric]:
-    """:func:`metrics` of one registered set at a collection, or none when its
-    ``status()`` raises: one set must not fail a scrape or collection that reports
-    the others (and the application's own metrics beside them). The failure is
-    logged once, by its exception's type (never its text: it may quote a file),
-    until the set's status works again."""
+def set_metrics(profiles: Any, set_name: str) -> list[Metric]:
+    """:func:`metrics` of one registered set (anything with ``status()``) at a
+    collection, or none when its ``status()`` raises: one set must not fail a scrape
+    or collection that reports the others (and the application's own metrics beside
+    them). The failure is logged once per set, by its exception's type (never its
+    text: it may quote a file), until the set's status works again."""
     try:
-        found = metrics(status(), set_name)
+        found = metrics(profiles.status(), set_name)
     except Exception as exc:
         with _FAILING_LOCK:
-            first = set_name not in _FAILING
-            if first and len(_FAILING) < _FAILING_AT_MOST:
-                _FAILING.add(set_name)
+            first = profiles not in _FAILING
+            _FAILING.add(profiles)
         if first:
             log.warning(
                 "mtls: metrics: the status of the set %s raised %s; it is left out of "
@@ -249,7 +249,7 @@ def set_metrics(status: Callable[[], ProfileSetStatus], set_name: str) -> list[M
                 type(exc).__name__,
             )
         return []
-    if _FAILING and set_name in _FAILING:
+    if _FAILING and profiles in _FAILING:
         with _FAILING_LOCK:
-            _FAILING.discard(set_name)
+            _FAILING.discard(profiles)
     return found

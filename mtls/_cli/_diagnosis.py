@@ -278,7 +278,7 @@ class Report:
             "ok": self.failure is None,
             "matched": setup.matched,
             "profile": (
-                {"servers": list(profile.server_names), "client_id": profile.client_id}
+                {"servers": list(profile.server_names), "client_id": profile.client_name}
                 if profile is not None
                 else None
             ),
@@ -718,16 +718,17 @@ def _ciphers_offered(context: ssl.SSLContext | None, where: str) -> str:
     forward = all(c.startswith(("ECDHE-", "DHE-")) for c in suites)
     offered = (
         "for TLS 1.2 we offer Python's default cipher suites, all with ECDHE or DHE key "
-        "exchange: a server that takes only RSA key exchange (TLS_RSA_* suites, such as "
-        "AES128-GCM-SHA256) refuses them, where Java 17's client (the WSO2 gateway's) "
-        "still offers those (JDK 24 and later do not); enable an ECDHE suite on the "
-        "backend. "
+        "exchange; one common cause: a server that takes only RSA key exchange (TLS_RSA_* "
+        "suites, such as AES128-GCM-SHA256) refuses them, where Java 17's client (the "
+        "WSO2 gateway's) still offers those (JDK 24 and later do not): enable an ECDHE "
+        "suite on the backend. "
         if forward
         else f"for TLS 1.2 we offer {len(suites)} cipher suites. "
     )
+    # Without -tls1_2: a server of TLS 1.3 only is asked as the probe asked it (h287).
     return (
-        f"{offered}What the server takes against our offer: openssl s_client -connect "
-        f"{as_word(where)} -tls1_2 -cipher {as_word(':'.join(suites))}"
+        f"{offered}What the server says to our offer: openssl s_client -connect "
+        f"{as_word(where)} -cipher {as_word(':'.join(suites))}"
     )
 
 
@@ -1380,8 +1381,9 @@ def _untrusted_fix(truststore: str | None, server: str, ca: str | None = None) -
     answers)."""
     what = f"the certificate of {ca}" if ca else "the server's certificate or its CA"
     source = (
-        "CA.pem from the backend's owner; mtls printcert --sslserver "
-        f"{as_word(server)} --rfc shows what the server sends, to compare its SHA-256"
+        "CA.pem: the CA's certificate, from the backend's owner; mtls printcert "
+        f"--sslserver {as_word(server)} shows what the server sends (subjects, SHA-256) "
+        "to compare"
     )
     if not truststore:
         return (

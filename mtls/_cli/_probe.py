@@ -58,8 +58,10 @@ from ._storeio import _sniff, one_password, opening_password
 
 def _status_entry(status: dict[str, Any], profile: SSLProfile) -> dict[str, Any] | None:
     for entry in status["profiles"]:
+        # status() names a client as written (h287: its value matched no entry when a
+        # placeholder made it, and the probe said "no client certificate").
         if entry["servers"] == list(profile.server_names) and entry["client_id"] == (
-            profile.client_id
+            profile.client_name
         ):
             return dict(entry)
     return None
@@ -391,7 +393,8 @@ def render(report: Report, out: Output) -> None:
     if setup.matched in ("profile", "catch-all") and setup.profile is not None:
         what = "catch-all profile *" if setup.matched == "catch-all" else "profile"
         names = ", ".join(setup.profile.server_names)
-        client = f" client {setup.profile.client_id!r}" if setup.profile.client_id else ""
+        shown = setup.profile.client_name  # as written: a placeholder's value never (h287)
+        client = f" client {shown!r}" if shown else ""
         out.line(f"  matched       {what} [{names}]{client} in {setup.source}")
     elif setup.matched == "default":
         out.line(f"  matched       no profile: the default of {setup.source}")

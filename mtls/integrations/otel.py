@@ -137,7 +137,7 @@ class _Reader:
                 return []
             now = time.monotonic()
             if now - self._at > STATUS_TTL:
-                found = set_metrics(profiles.status, self._name)
+                found = set_metrics(profiles, self._name)
                 self._metrics = {m.name: m for m in found}
                 self._at = now
             current = self._metrics.get(metric)

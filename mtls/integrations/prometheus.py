@@ -102,7 +102,7 @@ class ProfileSetCollector(Collector):
         for name, profiles in sets:
             if profiles is None or profiles.closed:
                 continue
-            for metric in set_metrics(profiles.status, name):
+            for metric in set_metrics(profiles, name):
                 seen = merged.get(metric.name)
                 merged[metric.name] = (
                     metric

@@ -260,7 +260,10 @@ class MTLSAdapter(HTTPAdapter):
                 proxies=proxies,
             )
         except requests.exceptions.SSLError as exc:
-            _note_tls_failure(exc, self.profile_set, origin, self.client_id)
+            # Only where a profile's context (or the default's) made the handshake: with
+            # neither, requests' own trust did, and no profile served it (h287).
+            served = origin if entry is not None else None
+            _note_tls_failure(exc, self.profile_set, served, self.client_id)
             raise
         finally:
             lease.request, lease.entry, lease.verify = saved

@@ -374,6 +374,38 @@ def test_probe_without_a_client_id_ignores_client_profiles(ca, tmp_path, capsys)
     assert report["profile"] == {"servers": ["api.test:8243"], "client_id": "c2"}
 
 
+def test_probe_of_a_client_id_from_a_placeholder(ca, tmp_path, capsys, monkeypatch):
+    """<clientID>$env{CID}</clientID>: the probe matched the profile, found no status()
+    entry for it (status names the client as written), and said no client certificate
+    and the system's trust, so --require-client-auth failed a server that requires one
+    (h287); it also showed the value. The twin: the ID written plainly."""
+    keystore = ca.issue_cert("gw").write_keystore(tmp_path / "gw.jks", PASSWORD)
+    trust = ca.write_truststore(tmp_path / "trust.jks", PASSWORD)
+    monkeypatch.setenv("MTLS_TEST_CID", "tenant-Zq81")
+    with MTLSServer(ca.issue_cert("localhost"), client_ca=ca) as server:
+        for written in ("$env{MTLS_TEST_CID}", "tenant-Zq81"):
+            xml = _xml(
+                tmp_path / "cid.xml",
+                f"<profile><servers>localhost:{server.port}</servers><client><clientID>"
+                f"{written}</clientID><KeyStore><Location>{keystore}</Location><Type>JKS"
+                f"</Type><Password>{PASSWORD}</Password><KeyPassword>{PASSWORD}</KeyPassword>"
+                f"</KeyStore><TrustStore><Location>{trust}</Location><Type>JKS</Type>"
+                f"<Password>{PASSWORD}</Password></TrustStore></client></profile>",
+            )
+            args = ["probe", f"https://localhost:{server.port}/", "--profiles", str(xml),
+                    "--client-id", "tenant-Zq81", "--require-client-auth"]  # fmt: skip
+            assert main([*args, "--json"]) == 0, capsys.readouterr()
+            report = json.loads(capsys.readouterr().out)
+            assert report["client_certificate"]["subject"].startswith("CN=gw")
+            assert report["truststore"] == str(trust)
+            assert report["profile"]["client_id"] == written
+            assert main(args) == 0
+            shown = capsys.readouterr().out
+            assert f"client {written!r}" in shown
+            if written.startswith("$"):
+                assert "Zq81" not in shown + json.dumps(report)
+
+
 def test_check_names_a_profile_that_did_not_load_as_the_first(ca, tmp_path, capsys):
     """The line "2 of 3 profiles did not load (first: ...)" named a profile loaded with an
     expired client certificate, listed before the two that failed."""

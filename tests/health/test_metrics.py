@@ -268,10 +268,21 @@ def test_a_set_whose_status_raises_leaves_the_others_reported(
         "reported)"
     ]
     assert "secret-in-a-message" not in caplog.text
-    monkeypatch.setattr(one, "status", working)
+    # A set closed and replaced under its name, failing too, is said again (it was
+    # remembered by name, and the replacement left every scrape in silence, h287).
+    one.close()
+    three = mtls.SSLProfileSet([profile_for(tmp_path, issue(ca, left=9 * DAY), ca, name="y")])
+    register(three, registry=registry, name="one")
+    working = three.status
+    monkeypatch.setattr(three, "status", broken)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="mtls"):
+        assert {labels["set"] for labels, _ in scrape(registry)["mtls_profile_healthy"]} == {"two"}
+    assert "status of the set one raised RuntimeError" in caplog.text
+    monkeypatch.setattr(three, "status", working)
     sets = {labels["set"] for labels, _ in scrape(registry)["mtls_profile_healthy"]}
     assert sets == {"one", "two"}
-    one.close()
+    three.close()
     two.close()
     provider.shutdown()
 

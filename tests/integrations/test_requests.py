@@ -46,8 +46,14 @@ def test_a_url_without_profile_sends_no_certificate_and_is_refused(
     with session(profiles) as http:
         # requests' own TLS (trusting the backend through verify=): only the
         # client certificate is missing.
-        with pytest.raises(requests.exceptions.ConnectionError):
+        with pytest.raises(requests.exceptions.ConnectionError) as caught:
             http.get(backends.unprofiled_url(), verify=server_ca_pem)
+        # No profile served it (nor a default): no note says one did (h287).
+        assert not [n for n in getattr(caught.value, "__notes__", ()) if n.startswith("mtls:")]
+        # Nor with requests' own trust failing (certifi does not know the backend's CA).
+        with pytest.raises(requests.exceptions.SSLError) as untrusted:
+            http.get(backends.unprofiled_url())
+        assert not [n for n in getattr(untrusted.value, "__notes__", ()) if n.startswith("mtls:")]
         record = server.wait_for_handshakes(before + 1)[before]
         assert record.reason == "no client certificate"
         assert http.get(backends.url("a")).json()["client_cn"] == "client-a"
