@@ -231,17 +231,21 @@ def _pfx(infos: list[bytes], password: str) -> bytes:
     return _der.encode(_der.SEQUENCE, _der.encode(_der.INTEGER, b"\x03") + info + mac)
 
 
-def _keyed(identity: IssuedIdentity, name: bytes | None) -> bytes:
-    """A key entry as a PKCS#12 file under JAVA_PW (3DES, SHA-1 MAC: every JDK reads it)."""
-    protection = (
+def _java_protection() -> serialization.KeySerializationEncryption:
+    """PKCS#12 protection under JAVA_PW that every JDK reads (3DES, SHA-1 MAC)."""
+    return (
         serialization.PrivateFormat.PKCS12.encryption_builder()
         .kdf_rounds(2048)
         .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
         .hmac_hash(hashes.SHA1())
         .build(JAVA_PW.encode())
     )
+
+
+def _keyed(identity: IssuedIdentity, name: bytes | None) -> bytes:
+    """A key entry as a PKCS#12 file under JAVA_PW (3DES, SHA-1 MAC: every JDK reads it)."""
     return pkcs12.serialize_key_and_certificates(
-        name, identity.private_key, identity.certificate, None, protection
+        name, identity.private_key, identity.certificate, None, _java_protection()
     )
 
 
@@ -377,15 +381,7 @@ def test_two_keys_without_a_certificate_are_not_deleted_one_by_dropping_the_othe
 def _bare_key_info(identity: IssuedIdentity, name: bytes, *, encrypted: bool = True) -> bytes:
     """The ContentInfo of ``identity``'s key alone, with no localKeyId: shrouded under
     JAVA_PW, or a plain keyBag."""
-    protection = (
-        serialization.PrivateFormat.PKCS12.encryption_builder()
-        .kdf_rounds(2048)
-        .key_cert_algorithm(pkcs12.PBES.PBESv1SHA1And3KeyTripleDESCBC)
-        .hmac_hash(hashes.SHA1())
-        .build(JAVA_PW.encode())
-        if encrypted
-        else serialization.NoEncryption()
-    )
+    protection = _java_protection() if encrypted else serialization.NoEncryption()
     data = pkcs12.serialize_key_and_certificates(name, identity.private_key, None, None, protection)
     (info,) = _authenticated_safe(data)
     return info
