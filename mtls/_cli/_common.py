@@ -685,6 +685,7 @@ def cert_info(cert: x509.Certificate) -> dict[str, Any]:
         "days_left": days_left(expires),
         "san": _x509.subject_alt_names(cert),
         "key": key_description(cert),
+        "signature": oid_name(cert.signature_algorithm_oid),
         "sha256": _x509.sha256_hex(der),
     }
 

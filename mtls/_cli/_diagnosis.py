@@ -1305,6 +1305,17 @@ def explain_from_chain(report: Report) -> None:
         )
     elif failure.kind in ("server_cert_expired", "server_cert_not_yet_valid"):
         report.failure = Failure(failure.kind, _dates_advice(report, failure))
+    elif failure.verify_code == 68:
+        # Which certificate was signed with SHA-1 or MD5 (it named none, h285).
+        weak_signed = [
+            f"[{index}] {info.get('subject')} ({info.get('signature')})"
+            for index, info in enumerate(report.chain)
+            if re.search(r"sha1|md5|md2", str(info.get("signature") or ""), re.IGNORECASE)
+        ]
+        if weak_signed:
+            report.failure = dataclasses.replace(
+                failure, message=f"{failure.message}; signed so: {', '.join(weak_signed)}"
+            )
     elif failure.verify_code in (66, 67):
         # Which certificate's key, from the chain fetched after the failure.
         weak = [

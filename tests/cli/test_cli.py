@@ -505,7 +505,7 @@ def test_list_shows_every_entry_with_its_chain(tmp_path: Path) -> None:
     assert kinds == {"client": "PrivateKeyEntry", "root": "trustedCertEntry"}
     leaf = data["entries"][0]["chain"][0]
     assert set(leaf) == {"subject", "issuer", "self_signed", "ca", "serial", "not_before",
-                         "not_after", "days_left", "san", "key", "sha256"}  # fmt: skip
+                         "not_after", "days_left", "san", "key", "signature", "sha256"}  # fmt: skip
     assert leaf["key"] == "EC secp256r1"
     assert leaf["ca"] is False and data["entries"][0]["chain"][1]["ca"] is True
     assert len(data["entries"][0]["chain"]) == 2

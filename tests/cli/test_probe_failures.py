@@ -912,6 +912,8 @@ def test_a_server_certificate_under_the_security_level_is_named_with_its_fix(
     if weak == "sha1":
         assert "signed with SHA-1, which Java's defaults take" in message
         assert "reissued (SHA-256)" in message and "SECLEVEL=0" in message
+        # Which certificate, and its algorithm (it named none, h285).
+        assert "signed so: [0] CN=localhost (ecdsa-with-SHA1)" in message, message
     else:
         assert "the key of [0] CN=localhost (RSA 1024)" in message, message
         assert "reissued (RSA 2048 or EC P-256)" in message
