@@ -981,8 +981,14 @@ class Keystore(_StoreBase):
             )
         entry_or_none = self._entries.key(alias)
         if entry_or_none is None:
+            secret = self._entries.secret(alias)
+            what = (
+                f" ({secret[0]!r} is a {secret[1]})"  # a key without its certificate (h286)
+                if secret is not None
+                else ""
+            )
             raise KeyEntryError(
-                f"{where} has no key entry {alias!r}; key aliases are: "
+                f"{where} has no key entry {alias!r}{what}; key aliases are: "
                 f"{listed_aliases(self.key_aliases, alias)}",
                 path=self.path,
                 alias=alias,

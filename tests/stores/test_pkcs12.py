@@ -332,6 +332,9 @@ def test_a_key_without_a_certificate_beside_a_usable_one_is_left_out_as_java_doe
     assert mtls.client_context(store, verify=False) is not None
     with pytest.raises(mtls.KeyEntryError, match="'orphan' is a private key without"):
         store.certificate("orphan")
+    # Named as the key to present (a profile's <KeyAlias>): said what it is (h286).
+    with pytest.raises(mtls.KeyEntryError, match=r"no key entry 'ORPHAN' \('orphan' is a private"):
+        mtls.client_context(store, alias="ORPHAN", verify=False)
     with pytest.raises(mtls.KeyEntryError, match="private keys without a certificate"):
         store.to_bytes(JAVA_PW, store_type="PKCS12")  # never dropped in silence
     # The store commands: writing back would drop it, so they refuse, the file as it
