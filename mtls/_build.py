@@ -24,7 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from . import _dates, _der, _purpose, _x509
-from ._config import SSLProfile, StoreConfig, material_definition
+from ._config import SSLProfile, StoreConfig, material_definition, trust_for
 from ._context import (
     EXPIRY_WARNINGS,
     MAX_TRUST_ANCHORS,
@@ -608,11 +608,9 @@ class Builder:
         (one written between that look and the read still costs it), and raises only
         :class:`Interrupted` (``close()``): anything else in the way leaves the build
         to do it all, and to report it, as without. :meth:`drop_ahead` ends it."""
-        config = profile.truststore or self.options.default_truststore
+        config = trust_for(profile, self.options.default_truststore)
         if self._ahead is not None or config is None or self._reading is None:
-            return
-        if profile.novalidatecert and profile.truststore is None:
-            return  # nothing verified: no anchors to load
+            return  # (none: nothing verified, no anchors to load)
         try:
             location = config.location
             if (
@@ -814,10 +812,7 @@ class Builder:
         """
         # novalidatecert applies only without a truststore: a given TrustStore wins (WSO2).
         verify = not (profile.novalidatecert and profile.truststore is None)
-        # Without verification no anchors are read: the default truststore was loaded,
-        # watched and shown in status() as the profile's anchors, and a broken one
-        # failed a profile that never uses it (h282; WSO2 trusts all there, reading none).
-        trust_config = profile.truststore or (self.options.default_truststore if verify else None)
+        trust_config = trust_for(profile, self.options.default_truststore)
         crls = (profile.crls, profile.crl_check)
         in_service = None if serving is None else self._key_of.get(id(serving.context))
         # What else tells definitions apart rides along, so that each definition given
@@ -1538,8 +1533,7 @@ class Builder:
         every = [*profiles, *([default] if default else [])]
         fallback = self.options.default_truststore
         for profile in every:
-            keystore = profile.keystore
-            truststore = profile.truststore or (None if profile.novalidatecert else fallback)
+            keystore, truststore = profile.keystore, trust_for(profile, fallback)
             if keystore is not None:
                 configs[id(keystore)] = keystore
             if truststore is not None:

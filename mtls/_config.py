@@ -855,6 +855,16 @@ class SSLProfile:
         return f"profile {servers_shown(self.server_names)}{client_suffix(self.client_name)}"
 
 
+def trust_for(profile: SSLProfile, default: StoreConfig | None) -> StoreConfig | None:
+    """The truststore a profile's contexts verify with: its own, else the set's
+    ``default``; none for ``novalidatecert="true"`` without its own (WSO2 trusts all
+    there and reads none: the default's anchors were read, watched and shown as the
+    profile's, and a broken one failed it, h282, h288)."""
+    if profile.truststore is not None:
+        return profile.truststore
+    return None if profile.novalidatecert else default
+
+
 def client_suffix(client_id: str | None) -> str:
     """How a profile's client is named after its servers (nothing without one)."""
     return f" client {client_id!r}" if client_id else ""

@@ -28,6 +28,7 @@ from ._config import (
     client_suffix,
     format_server,
     material_definition,
+    trust_for,
 )
 from ._context import LOCALHOST_NAMES
 from ._engine import Outcome, Problem
@@ -1462,7 +1463,7 @@ class ProfilesPlan:
             return None
         known = run.reading.known
         digests: list[str] = []
-        for config in (profile.keystore, profile.truststore or self.options.default_truststore):
+        for config in (profile.keystore, trust_for(profile, self.options.default_truststore)):
             if config is not None:
                 digest = known(config.location)
                 if digest is None:

@@ -15,7 +15,7 @@ from typing import Any
 from cryptography import x509
 
 from .. import _dates, _x509
-from .._config import SSLProfile, StoreConfig
+from .._config import SSLProfile, StoreConfig, trust_for
 from .._context import EXPIRY_WARNINGS, LOCALHOST_NAMES
 from .._errors import KeyEntryError, MTLSError, SecureVaultError, safe_text
 from .._profiles import SSLProfileSet
@@ -257,7 +257,9 @@ def _loaded_row(
                 _add_problem(problems, str(exc))
             except ValueError as exc:  # served all the same: OpenSSL reads what DER forbids
                 _add_problem(problems, f"client certificate: {exc} (not checked for its purpose)")
-        trust_config = profile.truststore or default_trust
+        # As the set builds it (h288: the default's anchors were counted and judged
+        # here for a novalidatecert profile, which reads none).
+        trust_config = trust_for(profile, default_trust)
         if trust_config is not None:
             try:
                 problems += [f"truststore: {n}" for n in stores.truststore_notes(trust_config)]

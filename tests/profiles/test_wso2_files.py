@@ -295,6 +295,34 @@ def test_the_command_line_can_say_which_product(tmp_path, pki, capsys):
     assert "OK" in out and PASSWORD not in out
 
 
+def test_check_reads_no_default_truststore_for_an_unverified_profile(tmp_path, pki, capsys):
+    """A novalidatecert profile without a TrustStore reads none, in the set and in
+    `mtls check` alike: check counted and judged the deployment.toml truststore's
+    anchors for it, and carried a broken one's error on its row (h288)."""
+    home = home_with(tmp_path, {"gateway.jks": pki["gw"]})
+    broken = home / "repository" / "resources" / "security" / "client-truststore.jks"
+    broken.write_bytes(b"not a truststore")
+    xml = home / "p.xml"
+    xml.write_text(
+        '<parameter name="customSSLProfiles"><profile novalidatecert="true">'
+        "<servers>legacy.test:8443</servers><KeyStore><Location>"
+        f"{pki['gw']}</Location><Type>JKS</Type><Password>{PASSWORD}</Password>"
+        f"<KeyPassword>{PASSWORD}</KeyPassword></KeyStore></profile></parameter>"
+    )
+    toml = write_toml(
+        home,
+        '[transport.passthru_https.sender.ssl_profile]\nfile_path = "p.xml"\n'
+        f'[keystore.tls]\nfile_name = "gateway.jks"\npassword = "{PASSWORD}"\n'
+        f'[truststore]\nfile_name = "client-truststore.jks"\npassword = "{PASSWORD}"\n',
+    )
+    code = main(["check", "--deployment-toml", str(toml), "--base-dir", str(home), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    (row,) = [p for p in report["profiles"] if p["servers"] == ["legacy.test:8443"]]
+    assert row["anchors"] is None and "client-truststore" not in json.dumps(row), row
+    # The default profile verifies with that truststore, and fails on it (the twin).
+    assert code == 1 and "client-truststore.jks" in json.dumps(report)
+
+
 def test_resolve_security_file_rules():
     home = Path("/opt/wso2am")
     apim: Product = "apim"
