@@ -233,11 +233,12 @@ def parse_server(item: str, *, path: str | None = None, written: str | None = No
             and "{" not in host  # a template's {{...}} left unrendered
             and ";" not in host  # entries separated by a semicolon
             and host.isprintable()  # no tab, newline or other control character
-            and len(host) <= MAX_HOST
+            and len(host) <= MAX_HOST + 1  # and a root dot
         ):
             # One int object per port number (a thousand profiles on 8243 share one;
             # Python caches only up to 256): 28 bytes a profile.
             normalized = normalize_host(host)
+            _refuse_long(normalized, text, path, written)  # an A-label is longer (h288)
             if normalized != host and host[:1].isdigit():
                 _warn_respelled(host, normalized, path, written or repr(text))
             return normalized, _PORTS.setdefault(port, port)
@@ -315,6 +316,7 @@ def parse_server(item: str, *, path: str | None = None, written: str | None = No
             read,
         )
     normalized = normalize_host(host)
+    _refuse_long(normalized, text, path, written)
     if normalized != host.strip().lower():
         _warn_respelled(host.strip(), normalized, path, written or repr(text))
     return normalized, checked
@@ -332,8 +334,8 @@ def _refuse_long(host: str, text: str, path: str | None, written: str | None) ->
     Raises:
         ProfileConfigError: ``host`` is longer than :data:`MAX_HOST`.
     """
-    if len(host) <= MAX_HOST:
-        return
+    if len(host) <= MAX_HOST or (len(host) == MAX_HOST + 1 and host.endswith(".")):
+        return  # (a fully qualified name's root dot is no part of the 253, h288)
     shown = written or (repr(text) if len(text) <= 80 else repr(f"{text[:48]}...{text[-16:]}"))
     raise ProfileConfigError(
         f"{path or 'profile'}: server {shown} has a host name of {len(host):,} characters; "
@@ -771,6 +773,7 @@ class SSLProfile:
                     )
                 _refuse_long(host.strip(), str(host), None, None)
                 host = normalize_host(host)
+                _refuse_long(host, str(item[0]), None, None)
                 if not host or not 0 < port < 65536:
                     raise ProfileConfigError(
                         f"server {item!r} is not a host and a port from 1 to 65535",

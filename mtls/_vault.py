@@ -175,6 +175,17 @@ def _unreadable(exc: OSError) -> str:
     return "check its permissions"
 
 
+def _starts_with_utf8_bom(path: Path | None) -> bool:
+    """Whether a file starts with a UTF-8 byte-order mark (never raises)."""
+    if path is None:
+        return False
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(3) == b"\xef\xbb\xbf"
+    except OSError:
+        return False
+
+
 def _utf16(path: Path | None) -> bool:
     """Whether a properties file looks UTF-16: a byte-order mark or NUL bytes in its
     first kilobyte (never raises: a file that cannot be read is no hint)."""
@@ -185,7 +196,8 @@ def _utf16(path: Path | None) -> bool:
             head = fh.read(1024)
     except OSError:
         return False
-    return head[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in head
+    # Every other byte of UTF-16 text is NUL; one stray NUL is no encoding (h288).
+    return head[:2] in (b"\xff\xfe", b"\xfe\xff") or head.count(0) * 4 >= len(head) > 0
 
 
 def read_properties(data: bytes) -> dict[str, str]:
@@ -521,7 +533,13 @@ class SecureVault:
                 f"{self.home}: it has neither {self._toml.name} nor cipher-text.properties"
             )
             fix = "add it and run ciphertool, or fix the alias"
-            if _utf16(self._cipher_text):
+            if _starts_with_utf8_bom(self._cipher_text):
+                fix = (
+                    f"{self._cipher_text} starts with a UTF-8 byte-order mark, which Java's "
+                    "Properties, and so WSO2, read as part of its first alias: save it "
+                    "without one (as ASCII, as the cipher tool writes it)"
+                )
+            elif _utf16(self._cipher_text):
                 # Windows editors save UTF-16; Java's Properties reads ISO-8859-1, so WSO2
                 # finds no alias there either (h282: "add it", where it was).
                 fix = (

@@ -501,6 +501,15 @@ def test_a_cipher_text_properties_saved_as_utf16_is_named_as_such(tmp_path, stor
     with pytest.raises(SecureVaultError, match=r"is saved as UTF-16 \(it has NUL bytes\)") as info:
         SecureVault(home)("p")
     assert "not-encrypted-yet" not in str(info.value)
+    # A UTF-8 byte-order mark: Java reads it as part of the first alias (h288).
+    path.write_bytes(b"\xef\xbb\xbf" + ascii_text.encode())
+    with pytest.raises(SecureVaultError, match="starts with a UTF-8 byte-order mark"):
+        SecureVault(home)("p")
+    # One stray NUL byte is no UTF-16 (h288): the alias is simply not there.
+    path.write_bytes(b"q=\x00junk\n")
+    with pytest.raises(SecureVaultError) as stray:
+        SecureVault(home)("p")
+    assert "UTF-16" not in str(stray.value) and "add it and run ciphertool" in str(stray.value)
     path.write_text(ascii_text)
     assert SecureVault(home)("p").reveal() == "not-encrypted-yet"
 

@@ -186,3 +186,9 @@ def test_a_host_name_longer_than_dns_allows_is_refused_unquoted(
     with pytest.raises(ProfileConfigError, match="host name of 254 characters"):
         mtls.SSLProfile(servers=(("a" * 254, 443),))
     assert mtls.SSLProfile(servers=(("a" * 253, 443),)).servers == (("a" * 253, 443),)
+    # A fully qualified name's root dot is not counted; a name's DNS form (IDNA's
+    # A-labels) is what is measured (h288).
+    assert mtls.SSLProfile(servers=(f"{'a' * 253}.:443",)).servers == (("a" * 253, 443),)
+    idna = ".".join(["bücherbücherbücher"] * 13)  # 246 characters, 337 in its DNS form
+    with pytest.raises(ProfileConfigError, match="host name of 337 characters"):
+        parse(BODY.format(idna))
