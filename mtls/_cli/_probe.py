@@ -23,11 +23,13 @@ from .._context import client_context, dials_localhost
 from .._errors import MTLSError, ProfileUnavailableError
 from .._profiles import SSLProfileSet
 from .._stores import Keystore, Truststore
+from .._wso2 import has_placeholder
 from ._common import (
     EXIT_FAILURE,
     EXIT_OK,
     Output,
     UsageError,
+    as_word,
     expiry_text,
     load_keystore,
     load_profile_set,
@@ -142,9 +144,15 @@ def setup_from_profiles(profiles: SSLProfileSet, target: Target, client_id: str 
             for entry in status["profiles"]
             if entry["client_id"] is not None and key in entry["servers"]
         )
+        placeholders = any(has_placeholder(c) for c in clients)
+        taken = " (an ID written as $env{...} is its variable's value)" if placeholders else ""
         fix = (
-            f"profiles name it only for client IDs ({', '.join(clients)}): pass --client-id"
+            f"profiles name it only for client IDs ({', '.join(clients)}): pass --client-id{taken}"
             if clients and client_id is None
+            # h288: a wrong ID was told to add the host to <servers>, which had it.
+            else f"profiles name it for other client IDs ({', '.join(clients)}): "
+            f"--client-id {as_word(client_id)} is none of them{taken}"
+            if clients
             else f"add {key} to a profile's <servers> (the port must match)"
         )
         return Setup(

@@ -164,7 +164,14 @@ def _open_to_add(
     return store, key_password
 
 
-def _refuse_certless(path: Path, entries: Mapping[str, str], *, deleting: bool = False) -> None:
+def _refuse_certless(
+    path: Path,
+    entries: Mapping[str, str],
+    *,
+    deleting: bool = False,
+    doing: str = "write this store back",
+    also: str = "",
+) -> None:
     """Refuse a write that would drop key entries without a certificate (Java's key
     managers pass them by; mtls cannot write them back, and dropping them unasked
     would change the store: h263, h283), naming each and what removes it.
@@ -172,7 +179,7 @@ def _refuse_certless(path: Path, entries: Mapping[str, str], *, deleting: bool =
     Raises:
         CLIError: ``entries`` (the store's :attr:`Keystore.secret_keys`, less the
             one ``delete`` removes: ``deleting``, when that one is such a key) hold
-            such a key.
+            such a key. ``doing``: what cannot be done; ``also``: another way out.
     """
     certless = {alias: kind for alias, kind in entries.items() if kind.startswith(CERTLESS_KIND)}
     if not certless:
@@ -187,8 +194,8 @@ def _refuse_certless(path: Path, entries: Mapping[str, str], *, deleting: bool =
         else ""
     )
     raise CLIError(
-        f"{path}: mtls cannot write this store back without dropping its key entries "
-        f"without a certificate, so it changes nothing: {listed}{several}"
+        f"{path}: mtls cannot {doing} without dropping its key entries without a "
+        f"certificate, so it changes nothing: {listed}{several}{also}"
     )
 
 
@@ -984,7 +991,12 @@ def cmd_convert(args: argparse.Namespace, out: Output, logs: LogCollector) -> in
         check_new_password(out_password, str(target))
     if store.secret_keys:
         # Never dropped in silence (a store of secret keys alone became an empty one).
-        _refuse_certless(source, store.secret_keys)
+        _refuse_certless(
+            source,
+            store.secret_keys,
+            doing="convert this store",
+            also="; or convert one entry, named with --alias",  # (h288)
+        )
         names = ", ".join(repr(alias) for alias in store.secret_keys)
         raise CLIError(
             f"{source}: secret-key entries {names} cannot be converted (mtls lists them "

@@ -404,6 +404,12 @@ def test_probe_of_a_client_id_from_a_placeholder(ca, tmp_path, capsys, monkeypat
             assert f"client {written!r}" in shown
             if written.startswith("$"):
                 assert "Zq81" not in shown + json.dumps(report)
+        # Another ID: said to be none of those the profile names, not "add the host
+        # to <servers>", which has it (h288).
+        assert main([*args[:-3], "--client-id", "other", "--json"]) == 1
+        message = json.loads(capsys.readouterr().out)["error"]["message"]
+        assert "profiles name it for other client IDs (tenant-Zq81)" in message
+        assert "--client-id other is none of them" in message and "<servers>" not in message
 
 
 def test_check_names_a_profile_that_did_not_load_as_the_first(ca, tmp_path, capsys):

@@ -439,6 +439,10 @@ def test_keys_without_a_certificate_as_java_names_and_counts_them(
     assert not (tmp_path / "out.jks").exists()
     refused = capsys.readouterr().err
     assert "mtls delete --alias bag" in refused and "importkeystore" not in refused
+    assert (
+        "cannot convert this store" in refused
+        and "convert one entry, named with --alias" in refused
+    )
 
 
 @pytest.mark.keytool
