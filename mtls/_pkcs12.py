@@ -452,6 +452,7 @@ class _Reader:
         self.verify_mac = True
         self.encrypted = False  # an EncryptedData ContentInfo was read
         self.keys: list[P12Key] = []
+        self.private_keys = 0  # the shrouded keys Java reads (outside safeContentsBags)
         self.certs: list[P12Cert] = []
         self.want_secret_keys = False
         self.secret_keys: list[P12Key] = []
@@ -681,8 +682,9 @@ class _Reader:
             if bag_id == _KEY_BAG:  # section 4.2.1: a plain PrivateKeyInfo
                 if not _is_pkcs8(parts[1].value):
                     raise P12FormatError("malformed PrivateKeyInfo in a keyBag")
-                # Java skips a plain keyBag: never in its table (order 0).
-                key = P12Key(alias, parts[1].value, local_key_id, self._number(alias), True)
+                # Java skips a plain keyBag: never in its table (order 0), nor numbered
+                # (numbering it moved Java's "1" onto another entry, h288).
+                key = P12Key(alias, parts[1].value, local_key_id, None, True)
                 self.keys.append(key)
             elif bag_id == _SHROUDED_KEY_BAG:  # section 4.2.2
                 # Not decrypting, the key is still an entry: its alias and localKeyId
@@ -701,9 +703,12 @@ class _Reader:
                     raise P12FormatError(
                         "a private key decrypts to a damaged key (Java cannot recover it either)"
                     )
-                self.keys.append(
-                    P12Key(alias, pkcs8, local_key_id, self._number(alias), order=order)
-                )
+                # Java counts the private keys it reads, and passes by one without a
+                # localKeyId unless it is the first, before it would number it (h288).
+                self.private_keys += order > 0
+                java_reads = order > 0 and (local_key_id is not None or self.private_keys == 1)
+                number = self._number(alias) if java_reads else None
+                self.keys.append(P12Key(alias, pkcs8, local_key_id, number, order=order))
             elif bag_id == _CERT_BAG:  # section 4.2.3
                 cert_id, cert_value = _pair(value)
                 if _oid(cert_id) == _X509_CERT:

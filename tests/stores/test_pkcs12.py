@@ -381,7 +381,9 @@ def test_two_keys_without_a_certificate_are_not_deleted_one_by_dropping_the_othe
     assert mtls.Keystore.load(kept, JAVA_PW).aliases == ("good",)
 
 
-def _bare_key_info(identity: IssuedIdentity, name: bytes, *, encrypted: bool = True) -> bytes:
+def _bare_key_info(
+    identity: IssuedIdentity, name: bytes | None, *, encrypted: bool = True
+) -> bytes:
     """The ContentInfo of ``identity``'s key alone, with no localKeyId: shrouded under
     JAVA_PW, or a plain keyBag."""
     protection = _java_protection() if encrypted else serialization.NoEncryption()
@@ -443,6 +445,42 @@ def test_keys_without_a_certificate_as_java_names_and_counts_them(
         "cannot convert this store" in refused
         and "convert one entry, named with --alias" in refused
     )
+
+
+@pytest.mark.keytool
+def test_unnamed_entries_take_the_numbers_java_gives_them_past_keys_it_skips(
+    jdk_keytool: JDK, tmp_path: Path
+) -> None:
+    """Java numbers an unnamed entry ("1", "2") only when it reads it: not a plain
+    keyBag, nor a key without a localKeyId after the first. mtls numbered those too,
+    so its "1" was another entry than Java's, and a profile's <KeyAlias>1</KeyAlias>
+    picked another certificate than WSO2's (h288)."""
+    ca = CA(name="numbers")
+    plain_first = tmp_path / "plain-first.p12"
+    served = ca.issue_cert("served")
+    plain_first.write_bytes(
+        _pfx([_bare_key_info(ca.issue_cert("x"), None, encrypted=False),
+              *_authenticated_safe(_keyed(served, None))], JAVA_PW)
+    )  # fmt: skip
+    assert {
+        a: e.entry_type for a, e in keytool_list(jdk_keytool, plain_first, JAVA_PW).items()
+    } == {"1": "PrivateKeyEntry"}
+    store = mtls.Keystore.load(plain_first, JAVA_PW)
+    assert store.key_aliases == ("1",) and store.certificate("1") == served.certificate
+    # A key Java passes by (no localKeyId, not the first), then an unnamed trusted
+    # certificate: Java's "1" is the certificate.
+    trusted = pkcs12.serialize_java_truststore(
+        [pkcs12.PKCS12Certificate(ca.certificate, None)], serialization.NoEncryption()
+    )
+    skipped = tmp_path / "skipped.p12"
+    skipped.write_bytes(
+        _pfx([*_authenticated_safe(_keyed(ca.issue_cert("a"), b"a")),
+              _bare_key_info(ca.issue_cert("y"), None), *_authenticated_safe(trusted)], JAVA_PW)
+    )  # fmt: skip
+    listed = keytool_list(jdk_keytool, skipped, JAVA_PW)
+    assert listed["1"].entry_type == "trustedCertEntry"
+    for read in (mtls.Keystore.load, mtls.Keystore.inspect):
+        assert read(skipped, JAVA_PW).entry_type("1") == "trustedCertEntry"
 
 
 @pytest.mark.keytool
