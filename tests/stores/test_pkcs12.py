@@ -356,6 +356,9 @@ def test_a_key_without_a_certificate_beside_a_usable_one_is_left_out_as_java_doe
     alone.write_bytes(_pfx([orphan, _cert_info(ca.certificate, "ca", b"no-key-has-this")], JAVA_PW))
     with pytest.raises(mtls.KeystoreFormatError, match="and the store has no other key entry"):
         mtls.Keystore.load(alone, JAVA_PW)
+    # Listed all the same, as keytool lists it (`mtls list` failed on it, h288).
+    assert mtls.Keystore.inspect(alone, JAVA_PW).entry_type("orphan") == "PrivateKeyEntry"
+    assert main(["list", "--keystore", str(alone), "--password", JAVA_PW]) == 0
 
 
 def test_two_keys_without_a_certificate_are_not_deleted_one_by_dropping_the_other(
@@ -370,6 +373,12 @@ def test_two_keys_without_a_certificate_are_not_deleted_one_by_dropping_the_othe
     path = tmp_path / "two.p12"
     path.write_bytes(_pfx([*_authenticated_safe(_keyed(good, b"good")), one, two], JAVA_PW))
     assert set(mtls.Keystore.load(path, JAVA_PW).secret_keys) == {"one", "two"}
+    # Listed as keytool lists them (the listing hid them, while every write named
+    # them, h288).
+    listed = mtls.Keystore.inspect(path, JAVA_PW)
+    assert {a: listed.entry_type(a) for a in listed.aliases} == dict.fromkeys(
+        ("good", "one", "two"), "PrivateKeyEntry"
+    )
     from mtls.cli import main
 
     before = path.read_bytes()
