@@ -1397,11 +1397,11 @@ class _Certs:
         self, key_der: bytes, local_key_id: bytes | None, alias: str | None = None
     ) -> int | None:
         """The certificate of a private key: by localKeyId, else by public key."""
-        public = _spki_of_private(key_der) if key_der else None
         if local_key_id is not None:
-            index = self._take_id(local_key_id, public, alias)
+            index = self._take_id(local_key_id, key_der, alias)
             if index is not None:
                 return index
+        public = _spki_of_private(key_der) if key_der else None
         index = None if public is None else self._take_current("key", public)
         if index is not None:
             return index
@@ -1419,7 +1419,7 @@ class _Certs:
             found = self._firsts["key"].get(public)
         return found
 
-    def _take_id(self, local_key_id: bytes, public: bytes | None, alias: str | None) -> int | None:
+    def _take_id(self, local_key_id: bytes, key_der: bytes, alias: str | None) -> int | None:
         """The certificate a key's localKeyId names (marked used). Of several with it
         (h283: the first was taken, another key's certificate, and OpenSSL refused the
         pair where Java serves the store): the one whose public key is the key's, else
@@ -1430,6 +1430,7 @@ class _Certs:
         if len(unused) < 2:
             return self._take("id", local_key_id)
         chosen = None
+        public = _spki_of_private(key_der) if key_der else None  # only where several
         if public is not None:
             chosen = next((i for i in unused if _cert_spki(self.certs[i]) == public), None)
         if chosen is None and alias is not None:
