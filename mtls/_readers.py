@@ -1064,10 +1064,18 @@ def _parse_pkcs12(
             lone = len(contents.keys) == 1 and key.local_key_id is None
             leaf_at = index_of.first_without_id() if lone else None
         registered = key.order and (key.local_key_id is not None or key is first_shrouded)
+        # Java then pairs the key by its alias (its friendlyName, else its number "1")
+        # with a certificate of that friendlyName, trusted ones aside (h289: an
+        # unnamed key's "1" was not compared, and its only key was called certless).
+        java_name = (
+            key.alias if key.alias is not None else None if key.number is None else str(key.number)
+        )
         named_alike = (
             leaf_at is None
-            and key.alias is not None
-            and any(fold(cert.alias or "") == fold(key.alias) for cert in certs)
+            and java_name is not None
+            and any(
+                not cert.trusted and fold(cert.alias or "") == fold(java_name) for cert in certs
+            )
         )
         # Listing, a key Java pairs with nothing (by localKeyId or friendlyName) is
         # listed as keytool lists it (it was hidden, h288); one without a localKeyId
@@ -1181,14 +1189,15 @@ def _parse_pkcs12(
                     "with the key's certificate chain",
                     path=path,
                 )
-            log.warning(
-                "%s: key entry %s has no certificate (%s): left out, as Java's key "
-                "managers pass it by; TLS cannot use it (Keystore.secret_keys lists it)",
-                where,
-                _jks.shown(alias),
-                listed,
-            )
-            kind = _certless_kind(alias, listed, java)
+            if with_keys:  # (a listing shows it, with what it is: h289)
+                log.warning(
+                    "%s: key entry %s has no certificate (%s): left out, as Java's key "
+                    "managers pass it by; TLS cannot use it (Keystore.secret_keys lists it)",
+                    where,
+                    _jks.shown(alias),
+                    listed,
+                )
+            kind = _certless_kind(alias, listed, java, deletable=bool(final_keys))
         final_secrets.append((alias, kind))
     index_of.say_passed_over(where)
     return Parsed(
@@ -1208,16 +1217,19 @@ CERTLESS_KIND: Final = "private key without a certificate"
 _CERTLESS: Final = "\x00certless:"  # marks such an entry's "why" until its alias is final
 
 
-def _certless_kind(name: str, listed: str, java: str | None) -> str:
+def _certless_kind(name: str, listed: str, java: str | None, *, deletable: bool) -> str:
     """What a key entry without a certificate is, as :attr:`Keystore.secret_keys` says
-    it, with what removes it: mtls delete, and keytool where it lists the entry (its
-    -delete leaves the other entries as they were; it cannot see the others)."""
-    remedy = f"mtls delete --alias {shlex.quote(name)}" + (
-        f", or keytool -delete -alias {shlex.quote(java)}" if java is not None else ""
-    )
+    it, with what removes it: mtls delete where the store has a usable key to load
+    with (``deletable``; h289: it was advised where it refuses), and keytool where it
+    lists the entry (its -delete leaves the other entries as they were; it cannot see
+    the others)."""
+    removers = [f"mtls delete --alias {shlex.quote(name)}"] if deletable else []
+    if java is not None:
+        removers.append(f"keytool -delete -alias {shlex.quote(java)}")
+    remedy = f"remove it ({', or '.join(removers)}), or " if removers else ""
     return (
         f"{CERTLESS_KIND} ({listed}; Java's key managers pass it by, and TLS cannot use "
-        f"it): remove it ({remedy}), or export the store again with its chain"
+        f"it): {remedy}export the store again with its chain"
     )
 
 

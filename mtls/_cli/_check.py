@@ -185,7 +185,9 @@ class _Stores:
             parsed = trust.certificates.items()  # parsed once here (and warned about once)
             expired = [a for a, c in parsed if _dates.not_after(c) < moment]
             early = [a for a, c in parsed if _dates.not_before(c) > moment]
-            dates = self._dates[config] = (len(trust), expired, early)
+            # Its anchors, not its aliases: a key without its certificate is an alias
+            # and trusts nothing (h289: counted, it hid "no anchor is in date").
+            dates = self._dates[config] = (len(trust.anchors_der), expired, early)
         return dates
 
 

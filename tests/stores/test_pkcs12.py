@@ -8,6 +8,7 @@ import ctypes.util
 import datetime
 import hashlib
 import hmac
+import json
 import shutil
 import ssl
 import subprocess
@@ -490,6 +491,54 @@ def test_unnamed_entries_take_the_numbers_java_gives_them_past_keys_it_skips(
     assert listed["1"].entry_type == "trustedCertEntry"
     for read in (mtls.Keystore.load, mtls.Keystore.inspect):
         assert read(skipped, JAVA_PW).entry_type("1") == "trustedCertEntry"
+
+
+@pytest.mark.keytool
+def test_a_key_java_pairs_by_its_number_or_a_lone_certless_key_is_listed_as_java_lists_it(
+    jdk_keytool: JDK, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """h289, on the listing of keys without their certificate: an unnamed key ("1" to
+    Java) whose certificate carries another localKeyId and the friendlyName "1" is
+    paired by Java by that name, and mtls listed it twice, once as certless with advice
+    that deleted the store's only key; a store whose only key has no certificate was
+    advised `mtls delete`, which refuses it; and `mtls check` counted such a key among
+    a truststore's anchors, hiding "no anchor is in date"."""
+    from mtls.cli import main
+
+    ca = CA(name="by number")
+    leaf = ca.issue_cert("leaf")
+    keyed, _ = _key_info(leaf, None)
+    numbered = tmp_path / "numbered.p12"
+    numbered.write_bytes(_pfx([_cert_info(leaf.certificate, "1", b"\x09"), keyed], JAVA_PW))
+    assert set(keytool_list(jdk_keytool, numbered, JAVA_PW)) == {"1"}
+    listed = mtls.Keystore.inspect(numbered, JAVA_PW)
+    assert listed.aliases == ("1",) and not listed.secret_keys
+    # A store whose only key has no certificate: keytool -delete, not mtls delete.
+    dead = CA(name="dead root", not_after=datetime.datetime.now(datetime.UTC)
+              - datetime.timedelta(days=1))  # fmt: skip
+    trusted = pkcs12.serialize_java_truststore(
+        [pkcs12.PKCS12Certificate(dead.certificate, b"expca")], serialization.NoEncryption()
+    )
+    lone = tmp_path / "lone.p12"
+    lone.write_bytes(
+        _pfx([*_authenticated_safe(trusted), _key_info(ca.issue_cert("o"), b"orphan")[0]], JAVA_PW)
+    )
+    kind = mtls.Keystore.inspect(lone, JAVA_PW).secret_keys["orphan"]
+    assert "keytool -delete -alias orphan" in kind and "mtls delete" not in kind
+    # As a truststore it has one anchor, out of date: check says it verifies no server.
+    keystore = leaf.write_keystore(tmp_path / "gw.jks", JAVA_PW)
+    xml = tmp_path / "p.xml"
+    xml.write_text(
+        '<parameter name="customSSLProfiles"><profile><servers>a.test:443</servers>'
+        f"<KeyStore><Location>{keystore}</Location><Type>JKS</Type><Password>{JAVA_PW}"
+        f"</Password><KeyPassword>{JAVA_PW}</KeyPassword></KeyStore><TrustStore><Location>"
+        f"{lone}</Location><Type>PKCS12</Type><Password>{JAVA_PW}</Password></TrustStore>"
+        "</profile></parameter>"
+    )
+    assert main(["check", str(xml), "--json"]) == 1
+    (row,) = json.loads(capsys.readouterr().out)["profiles"]
+    assert row["anchors"] == 1 and row["out_of_date"] is True
+    assert any("it verifies no server" in p for p in row["problems"]), row
 
 
 @pytest.mark.keytool
