@@ -97,7 +97,10 @@ def _note_tls_failure(
     messages name it, the stores by their shown locations."""
     if origin is None or not _from_tls(exc):
         return
+    from .._config import format_server  # noqa: PLC0415 - as the ssl import above
+
     host, port = origin
+    where = format_server(origin)  # an IPv6 address in brackets
     try:
         profile = profile_set.profile_for(host, port, client_id=client_id)
     except Exception:  # a wrapper's lookup: the exception goes on as it was
@@ -112,7 +115,7 @@ def _note_tls_failure(
         ]
         served = f"{profile}" + (f" ({', '.join(stores)})" if stores else "")
     note = (
-        f"mtls: {host}:{port} is served by {served}; mtls probe https://{host}:{port}/ "
+        f"mtls: {where} is served by {served}; mtls probe https://{where}/ "
         "with --profiles FILE (or --deployment-toml FILE) shows which side refused and why"
     )
     if note not in getattr(exc, "__notes__", ()):

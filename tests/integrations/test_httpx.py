@@ -12,6 +12,7 @@ import threading
 import httpx
 import pytest
 
+import mtls
 from mtls import SSLProfileSet
 from mtls.integrations.httpx import AsyncMTLSTransport, MTLSTransport, async_client, client
 from tests.integrations._backend import (
@@ -307,3 +308,21 @@ def test_a_cancelled_aclose_still_closes_every_pool(profiles, backends: Backends
         closed.clear()
         pools = asyncio.run(main(cancelled))
         assert pools >= 1 and len(closed) >= pools, (cancelled, pools, closed)
+
+
+def test_a_failure_note_writes_an_ipv6_backend_in_brackets() -> None:
+    """The note names the backend as a URL takes it: ``::1:8443`` was no URL."""
+    from mtls.integrations import _note_tls_failure
+
+    with SSLProfileSet([mtls.SSLProfile(servers=("[::1]:8443",))]) as profiles:
+        exc = httpx.ConnectError("handshake")
+        exc.__cause__ = ssl.SSLError(1, "certificate verify failed")
+        _note_tls_failure(exc, profiles, ("::1", 8443), None)
+        (note,) = exc.__notes__
+        assert note.startswith("mtls: [::1]:8443 is served by profile [::1]:8443")
+        assert "mtls probe https://[::1]:8443/ " in note
+        # Not a TLS failure: no note.
+        refused = httpx.ConnectError("refused")
+        refused.__cause__ = ConnectionRefusedError(111, "refused")
+        _note_tls_failure(refused, profiles, ("::1", 8443), None)
+        assert not getattr(refused, "__notes__", None)
