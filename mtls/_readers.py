@@ -1070,13 +1070,22 @@ def _parse_pkcs12(
         java_name = (
             key.alias if key.alias is not None else None if key.number is None else str(key.number)
         )
-        named_alike = (
-            leaf_at is None
-            and java_name is not None
-            and any(
-                not cert.trusted and fold(cert.alias or "") == fold(java_name) for cert in certs
-            )
+        # (Only certificates Java reads: not inside a safeContentsBag, h291.)
+        named = (
+            [
+                index
+                for index, cert in enumerate(certs)
+                if cert.order and not cert.trusted and fold(cert.alias or "") == fold(java_name)
+            ]
+            if leaf_at is None and java_name is not None
+            else []
         )
+        named_alike = bool(named)
+        if leaf_at is None and not key.pkcs8_der and registered and named:
+            # Listing, as Java pairs it: the last certificate of its name, shared with
+            # another key if it is one's (h291: left to the certificates below, which
+            # listed no key for it, so a store of two such keys listed none).
+            leaf_at = named[-1]
         # Listing, a key Java pairs with nothing (by localKeyId or friendlyName) is
         # listed as keytool lists it (it was hidden, h288); one without a localKeyId
         # Java may pair by where its bags lie, which is not modelled: left out as before.
@@ -1176,6 +1185,9 @@ def _parse_pkcs12(
         e if (a := own(j, e.alias)) == e.alias else replace(e, alias=a) for j, e in key_list
     ]
     final_secrets: list[tuple[str, str]] = []
+    # mtls delete removes one such key where it leaves a store it can write: a usable
+    # key, and no other such key (h291: advised where it refuses).
+    deletable = bool(final_keys) and sum(w.startswith(_CERTLESS) for _, (_, w) in secret_list) == 1
     for java, (name, what) in secret_list:
         alias, kind = own(java, name), what
         if kind.startswith(_CERTLESS):  # named now: the remedy names the final alias
@@ -1197,7 +1209,7 @@ def _parse_pkcs12(
                     _jks.shown(alias),
                     listed,
                 )
-            kind = _certless_kind(alias, listed, java, deletable=bool(final_keys))
+            kind = _certless_kind(alias, listed, java, deletable=deletable)
         final_secrets.append((alias, kind))
     index_of.say_passed_over(where)
     return Parsed(

@@ -273,9 +273,9 @@ def _certificate_named_key_not(identity: IssuedIdentity, name: str) -> bytes:
     return _pfx([keyed, _cert_info(identity.certificate, name, local_key_id)], JAVA_PW)
 
 
-def _cert_info(certificate: x509.Certificate, name: str, local_key_id: bytes) -> bytes:
+def _cert_info(certificate: x509.Certificate, name: str, local_key_id: bytes | None) -> bytes:
     """A ContentInfo (unencrypted) of one certificate bag with ``name`` and
-    ``local_key_id``."""
+    ``local_key_id`` (none: no such attribute)."""
 
     def attribute(oid: str, value: bytes) -> bytes:
         return _der.encode(_der.SEQUENCE, _der.encode_oid(oid) + _der.encode(0x31, value))
@@ -295,7 +295,11 @@ def _cert_info(certificate: x509.Certificate, name: str, local_key_id: bytes) ->
         + _der.encode(
             0x31,
             attribute("1.2.840.113549.1.9.20", _der.encode(0x1E, name.encode("utf-16-be")))
-            + attribute("1.2.840.113549.1.9.21", _der.encode(_der.OCTET_STRING, local_key_id)),
+            + (
+                attribute("1.2.840.113549.1.9.21", _der.encode(_der.OCTET_STRING, local_key_id))
+                if local_key_id is not None
+                else b""
+            ),
         ),
     )
     safe = _der.encode(_der.SEQUENCE, cert_bag)
@@ -373,7 +377,11 @@ def test_two_keys_without_a_certificate_are_not_deleted_one_by_dropping_the_othe
     two, _ = _key_info(ca.issue_cert("two"), b"two")
     path = tmp_path / "two.p12"
     path.write_bytes(_pfx([*_authenticated_safe(_keyed(good, b"good")), one, two], JAVA_PW))
-    assert set(mtls.Keystore.load(path, JAVA_PW).secret_keys) == {"one", "two"}
+    loaded = mtls.Keystore.load(path, JAVA_PW)
+    assert set(loaded.secret_keys) == {"one", "two"}
+    # mtls delete refuses one while the other stays: not advised (h291).
+    assert "mtls delete" not in loaded.secret_keys["one"]
+    assert "keytool -delete -alias one" in loaded.secret_keys["one"]
     # Listed as keytool lists them (the listing hid them, while every write named
     # them, h288).
     listed = mtls.Keystore.inspect(path, JAVA_PW)
@@ -513,6 +521,21 @@ def test_a_key_java_pairs_by_its_number_or_a_lone_certless_key_is_listed_as_java
     assert set(keytool_list(jdk_keytool, numbered, JAVA_PW)) == {"1"}
     listed = mtls.Keystore.inspect(numbered, JAVA_PW)
     assert listed.aliases == ("1",) and not listed.secret_keys
+    # Two unnamed keys, each with a certificate of its number and no localKeyId: Java
+    # pairs each by its name; the listing showed none (h291).
+    first, second = ca.issue_cert("first"), ca.issue_cert("second")
+    two = tmp_path / "two-numbered.p12"
+    two.write_bytes(
+        _pfx([_cert_info(first.certificate, "1", None), _key_info(first, None)[0],
+              _cert_info(second.certificate, "2", None), _key_info(second, None)[0]],
+             JAVA_PW)
+    )  # fmt: skip
+    assert set(keytool_list(jdk_keytool, two, JAVA_PW)) == {"1", "2"}
+    listed = mtls.Keystore.inspect(two, JAVA_PW)
+    assert {a: listed.certificate(a) for a in listed.key_aliases} == {
+        "1": first.certificate,
+        "2": second.certificate,
+    }
     # A store whose only key has no certificate: keytool -delete, not mtls delete.
     dead = CA(name="dead root", not_after=datetime.datetime.now(datetime.UTC)
               - datetime.timedelta(days=1))  # fmt: skip
