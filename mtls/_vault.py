@@ -175,29 +175,32 @@ def _unreadable(exc: OSError) -> str:
     return "check its permissions"
 
 
-def _starts_with_utf8_bom(path: Path | None) -> bool:
-    """Whether a file starts with a UTF-8 byte-order mark (never raises)."""
+def _encoding_fix(path: Path | None) -> str | None:
+    """The fix for a properties file Java's Properties (ISO-8859-1) reads otherwise
+    than it was meant, from its first kilobyte, read once (never raises: a file that
+    cannot be read gives no hint): a UTF-8 byte-order mark, which Java reads into the
+    first key, or UTF-16, whose every other byte is NUL (one stray NUL is no
+    encoding, h288). Windows editors save both."""
     if path is None:
-        return False
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(3) == b"\xef\xbb\xbf"
-    except OSError:
-        return False
-
-
-def _utf16(path: Path | None) -> bool:
-    """Whether a properties file looks UTF-16: a byte-order mark or NUL bytes in its
-    first kilobyte (never raises: a file that cannot be read is no hint)."""
-    if path is None:
-        return False
+        return None
     try:
         with open(path, "rb") as fh:
             head = fh.read(1024)
     except OSError:
-        return False
-    # Every other byte of UTF-16 text is NUL; one stray NUL is no encoding (h288).
-    return head[:2] in (b"\xff\xfe", b"\xfe\xff") or head.count(0) * 4 >= len(head) > 0
+        return None
+    if head.startswith(b"\xef\xbb\xbf"):
+        return (
+            f"{path} starts with a UTF-8 byte-order mark, which Java's Properties, and so "
+            "WSO2, read as part of its first alias: save it without one (as ASCII, as the "
+            "cipher tool writes it)"
+        )
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff") or head.count(0) * 4 >= len(head) > 0:
+        return (
+            f"{path} is saved as UTF-16 (it has NUL bytes), which Java's Properties, and "
+            "so WSO2, read as ISO-8859-1 and find no alias in: save it as ASCII, as the "
+            "cipher tool writes it"
+        )
+    return None
 
 
 def read_properties(data: bytes) -> dict[str, str]:
@@ -532,21 +535,8 @@ class SecureVault:
             where = " or in ".join(p for p in looked if p) or (
                 f"{self.home}: it has neither {self._toml.name} nor cipher-text.properties"
             )
-            fix = "add it and run ciphertool, or fix the alias"
-            if _starts_with_utf8_bom(self._cipher_text):
-                fix = (
-                    f"{self._cipher_text} starts with a UTF-8 byte-order mark, which Java's "
-                    "Properties, and so WSO2, read as part of its first alias: save it "
-                    "without one (as ASCII, as the cipher tool writes it)"
-                )
-            elif _utf16(self._cipher_text):
-                # Windows editors save UTF-16; Java's Properties reads ISO-8859-1, so WSO2
-                # finds no alias there either (h282: "add it", where it was).
-                fix = (
-                    f"{self._cipher_text} is saved as UTF-16 (it has NUL bytes), which "
-                    "Java's Properties, and so WSO2, read as ISO-8859-1 and find no alias "
-                    "in: save it as ASCII, as the cipher tool writes it"
-                )
+            # (h282: "add it", where it was, in a file WSO2 reads otherwise.)
+            fix = _encoding_fix(self._cipher_text) or "add it and run ciphertool, or fix the alias"
             if not self.home.is_dir():  # a typo in the home: not a missing alias
                 where = f"{self.home}, which is not a directory"
                 fix = "give the product home (the directory that holds conf/ and repository/)"
