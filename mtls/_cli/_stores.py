@@ -143,16 +143,10 @@ def _open_to_add(
         and store.is_key_entry(key_alias)
     ):
         load_keystore(path, password, key_password, key_alias=key_alias)
-    kept = {
-        alias: kind
-        for alias, kind in store.secret_keys.items()
-        if removing is None or fold(alias) != fold(removing)
-    }
-    deleting = any(
-        fold(alias) == fold(removing) and kind.startswith(CERTLESS_KIND)
-        for alias, kind in store.secret_keys.items()
-        if removing is not None
-    )
+    entries = store.secret_keys
+    removed = {a for a in entries if removing is not None and fold(a) == fold(removing)}
+    kept = {alias: kind for alias, kind in entries.items() if alias not in removed}
+    deleting = any(entries[alias].startswith(CERTLESS_KIND) for alias in removed)
     _refuse_certless(path, kept, deleting=deleting)
     if kept:
         names = ", ".join(repr(alias) for alias in kept)
